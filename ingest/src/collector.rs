@@ -1,0 +1,222 @@
+//! The HTTP collector: `POST /v1/events`.
+//!
+//! Accepts a JSON array (or a single object) or NDJSON
+//! (`Content-Type: application/x-ndjson`). Answers 200 only once the accepted
+//! events and the rejections are committed; 503 when the store failed, in
+//! which case the client retries with the same event ids and loses nothing.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{FromRef, State};
+use axum::http::{HeaderMap, header};
+use axum::routing::post;
+use axum::{Json, Router};
+use chrono::Utc;
+use keyshift_http::{ApiError, ApiResult, Authenticator, Principal, read_body};
+use keyshift_store::Source;
+use serde_json::Value;
+
+use crate::pipeline::{IngestSummary, Input, Pipeline};
+
+#[derive(Debug, Clone)]
+pub struct CollectorState {
+    pub pipeline: Arc<Pipeline>,
+    pub auth: Arc<Authenticator>,
+}
+
+impl FromRef<CollectorState> for Arc<Authenticator> {
+    fn from_ref(s: &CollectorState) -> Self {
+        s.auth.clone()
+    }
+}
+
+pub fn router(state: CollectorState) -> Router {
+    Router::new()
+        .route("/v1/events", post(post_events))
+        .with_state(state)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BodyKind {
+    Json,
+    Ndjson,
+}
+
+fn body_kind(headers: &HeaderMap) -> ApiResult<BodyKind> {
+    let Some(ct) = headers.get(header::CONTENT_TYPE) else {
+        return Ok(BodyKind::Json);
+    };
+    let ct = ct.to_str().unwrap_or_default();
+    let mime = ct
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    match mime.as_str() {
+        "application/json" | "" => Ok(BodyKind::Json),
+        "application/x-ndjson"
+        | "application/ndjson"
+        | "application/jsonl"
+        | "application/jsonlines" => Ok(BodyKind::Ndjson),
+        other => Err(ApiError::UnsupportedMediaType(format!(
+            "content type {other:?} is not accepted; send application/json (an array of events) \
+             or application/x-ndjson (one event per line)"
+        ))),
+    }
+}
+
+fn too_many(n: usize, max: usize) -> ApiError {
+    ApiError::PayloadTooLarge(format!(
+        "{n} events in one request; at most {max} are accepted"
+    ))
+}
+
+/// Splits a body into items. A malformed NDJSON line is one rejected item; a
+/// malformed JSON body is a 400 for the whole request.
+fn parse_body(bytes: &[u8], kind: BodyKind, max_events: usize) -> ApiResult<Vec<Input>> {
+    match kind {
+        BodyKind::Ndjson => {
+            let mut items = Vec::new();
+            for line in bytes.split(|b| *b == b'\n') {
+                let line = line.strip_suffix(b"\r").unwrap_or(line);
+                if line.iter().all(u8::is_ascii_whitespace) {
+                    continue;
+                }
+                if items.len() == max_events {
+                    let total = bytes
+                        .split(|b| *b == b'\n')
+                        .filter(|l| !l.iter().all(u8::is_ascii_whitespace))
+                        .count();
+                    return Err(too_many(total, max_events));
+                }
+                items.push(match serde_json::from_slice::<Value>(line) {
+                    Ok(v) => Input::Json(v),
+                    Err(e) => Input::Malformed {
+                        raw: line.to_vec(),
+                        error: e.to_string(),
+                    },
+                });
+            }
+            Ok(items)
+        }
+        BodyKind::Json => {
+            let value: Value = serde_json::from_slice(bytes)
+                .map_err(|e| ApiError::BadRequest(format!("malformed JSON body: {e}")))?;
+            match value {
+                Value::Array(items) => {
+                    if items.len() > max_events {
+                        return Err(too_many(items.len(), max_events));
+                    }
+                    Ok(items.into_iter().map(Input::Json).collect())
+                }
+                obj @ Value::Object(_) => Ok(vec![Input::Json(obj)]),
+                _ => Err(ApiError::BadRequest(
+                    "the body must be a JSON array of events, a single event object, or NDJSON"
+                        .to_owned(),
+                )),
+            }
+        }
+    }
+}
+
+async fn post_events(
+    State(state): State<CollectorState>,
+    principal: Principal,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Json<IngestSummary>> {
+    let metrics = state.pipeline.metrics().clone();
+    let result = handle(state, principal, headers, body).await;
+    metrics.request(match &result {
+        Ok(_) => "ok",
+        Err(ApiError::BadRequest(_) | ApiError::UnsupportedMediaType(_)) => "bad_request",
+        Err(ApiError::PayloadTooLarge(_)) => "too_large",
+        Err(ApiError::Unauthorized | ApiError::Forbidden(_)) => "unauthorized",
+        Err(ApiError::Unavailable(_)) => "unavailable",
+        Err(_) => "error",
+    });
+    result
+}
+
+async fn handle(
+    state: CollectorState,
+    principal: Principal,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Json<IngestSummary>> {
+    let kind = body_kind(&headers)?;
+    let cfg = state.pipeline.config();
+    let bytes = read_body(body, cfg.max_body_bytes).await?;
+    let max_events = cfg.max_events_per_request;
+    let pipeline = state.pipeline.clone();
+    // Parsing and validating up to 5 MiB is CPU work: keep it off the
+    // async workers.
+    let prepared = tokio::task::spawn_blocking(move || {
+        let inputs = parse_body(&bytes, kind, max_events)?;
+        Ok::<_, ApiError>(pipeline.prepare(&principal, inputs, &Source::Http, Utc::now()))
+    })
+    .await
+    .map_err(|e| ApiError::Internal(format!("request worker failed: {e}")))??;
+    let summary = state.pipeline.commit(prepared, "http").await.map_err(|e| {
+        if e.is_retryable() {
+            ApiError::Unavailable(format!(
+                "the store could not commit; retry with the same event ids: {e}"
+            ))
+        } else {
+            ApiError::Internal(e.to_string())
+        }
+    })?;
+    Ok(Json(summary))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ndjson_lines_are_items_and_blank_lines_are_skipped() {
+        let body = b"{\"a\":1}\n\n{oops\r\n{\"b\":2}\n";
+        let items = parse_body(body, BodyKind::Ndjson, 10).expect("parse");
+        assert_eq!(items.len(), 3);
+        assert!(matches!(items[1], Input::Malformed { .. }));
+    }
+
+    #[test]
+    fn limits_and_malformed_bodies() {
+        assert!(matches!(
+            parse_body(b"[1,2,3]", BodyKind::Json, 2),
+            Err(ApiError::PayloadTooLarge(_))
+        ));
+        assert!(matches!(
+            parse_body(b"1\n2\n3\n", BodyKind::Ndjson, 2),
+            Err(ApiError::PayloadTooLarge(_))
+        ));
+        assert!(matches!(
+            parse_body(b"[{", BodyKind::Json, 2),
+            Err(ApiError::BadRequest(_))
+        ));
+        assert!(matches!(
+            parse_body(b"42", BodyKind::Json, 2),
+            Err(ApiError::BadRequest(_))
+        ));
+        assert_eq!(
+            parse_body(b"{}", BodyKind::Json, 2).map(|v| v.len()).ok(),
+            Some(1)
+        );
+    }
+
+    #[test]
+    fn content_types() {
+        let mut h = HeaderMap::new();
+        assert_eq!(body_kind(&h).ok(), Some(BodyKind::Json));
+        h.insert(
+            header::CONTENT_TYPE,
+            "application/x-ndjson; charset=utf-8".parse().expect("hv"),
+        );
+        assert_eq!(body_kind(&h).ok(), Some(BodyKind::Ndjson));
+        h.insert(header::CONTENT_TYPE, "text/plain".parse().expect("hv"));
+        assert!(body_kind(&h).is_err());
+    }
+}

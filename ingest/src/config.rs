@@ -1,0 +1,64 @@
+//! Ingest settings, one section of the keyshift config file.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use keyshift_schemas::UnknownFields;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngestConfig {
+    /// A repeated `event_id` (same `rp_id`) within this window is a duplicate.
+    #[serde(with = "humantime_serde")]
+    pub dedup_window: Duration,
+    /// How far in the future `occurred_at` may lie (client clock skew).
+    #[serde(with = "humantime_serde")]
+    pub max_future: Duration,
+    /// `keep` (default): fields the schema does not define are stored in the
+    /// `extra` column. `reject`: such events are rejected.
+    pub unknown_fields: UnknownFields,
+    /// File holding the pseudonymization secret (64 hex characters). Unset:
+    /// `<data_dir>/secret.key`, created on first run.
+    pub secret_file: Option<PathBuf>,
+    /// Most events in one request.
+    pub max_events_per_request: usize,
+    /// Largest request body, in bytes.
+    pub max_body_bytes: usize,
+    /// Largest copy of a rejected payload kept in `rejected_events`, in bytes.
+    pub max_rejected_payload_bytes: usize,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        Self {
+            dedup_window: Duration::from_secs(7 * 24 * 3600),
+            max_future: Duration::from_secs(24 * 3600),
+            unknown_fields: UnknownFields::Keep,
+            secret_file: None,
+            max_events_per_request: 10_000,
+            max_body_bytes: 5 * 1024 * 1024,
+            max_rejected_payload_bytes: 64 * 1024,
+        }
+    }
+}
+
+impl IngestConfig {
+    /// Every problem with these settings.
+    pub fn validate(&self) -> Vec<String> {
+        let mut errors = Vec::new();
+        if self.dedup_window < Duration::from_secs(60) {
+            errors.push("ingest.dedup_window must be at least 1m".to_owned());
+        }
+        if self.max_events_per_request == 0 {
+            errors.push("ingest.max_events_per_request must be at least 1".to_owned());
+        }
+        if self.max_body_bytes < 1024 {
+            errors.push("ingest.max_body_bytes must be at least 1024".to_owned());
+        }
+        if self.max_rejected_payload_bytes < 256 {
+            errors.push("ingest.max_rejected_payload_bytes must be at least 256".to_owned());
+        }
+        errors
+    }
+}

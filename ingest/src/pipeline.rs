@@ -1,0 +1,304 @@
+//! The ingest pipeline shared by every source.
+//!
+//! [`Pipeline::prepare`] is synchronous CPU work (decode, validate, scope,
+//! pseudonymize, dedup); [`Pipeline::commit`] waits for the store. Dedup keys
+//! are reserved in `prepare` and released if the commit fails, so a retry of a
+//! failed request is never mistaken for a duplicate.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use keyshift_http::Principal;
+use keyshift_schemas::{AuthEvent, DecodeOptions, decode_value};
+use keyshift_store::{EventRecord, QueryEngine, RejectedRecord, Source, WriterHandle};
+use serde::Serialize;
+use serde_json::Value;
+use tracing::info;
+
+use crate::dedup::{DedupIndex, DedupKey, dedup_key};
+use crate::metrics::IngestMetrics;
+use crate::pseudonym::Pseudonymizer;
+use crate::{IngestConfig, Result};
+
+/// One input item, as a source hands it over.
+#[derive(Debug)]
+pub enum Input {
+    /// Parsed JSON (not yet validated).
+    Json(Value),
+    /// Bytes that are not JSON.
+    Malformed { raw: Vec<u8>, error: String },
+}
+
+/// One refused item in a response.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Rejection {
+    /// Position of the item in the request (0-based; blank NDJSON lines are
+    /// not counted).
+    pub index: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event_id: Option<String>,
+    pub error: String,
+}
+
+/// What became of a request.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct IngestSummary {
+    pub accepted: usize,
+    pub duplicates: usize,
+    pub rejected: Vec<Rejection>,
+}
+
+/// A request after the CPU work, ready to commit.
+#[derive(Debug)]
+pub struct Prepared {
+    records: Vec<EventRecord>,
+    rejected: Vec<RejectedRecord>,
+    reserved: Vec<DedupKey>,
+    summary: IngestSummary,
+}
+
+#[derive(Debug)]
+pub struct Pipeline {
+    cfg: IngestConfig,
+    decode: DecodeOptions,
+    pseudo: Pseudonymizer,
+    dedup: Arc<DedupIndex>,
+    writer: WriterHandle,
+    metrics: IngestMetrics,
+}
+
+impl Pipeline {
+    /// Loads the secret (creating it under `data_dir` on first run) and
+    /// rebuilds the dedup index from the store.
+    pub async fn start(
+        cfg: IngestConfig,
+        data_dir: &Path,
+        writer: WriterHandle,
+        engine: &QueryEngine,
+        metrics: IngestMetrics,
+    ) -> Result<Self> {
+        let secret_path = cfg
+            .secret_file
+            .clone()
+            .unwrap_or_else(|| data_dir.join("secret.key"));
+        let pseudo = Pseudonymizer::load_or_create(&secret_path)?;
+        let dedup = Arc::new(DedupIndex::new());
+        let window =
+            chrono::Duration::from_std(cfg.dedup_window).unwrap_or(chrono::Duration::days(7));
+        let loaded = dedup.load(engine, Utc::now() - window).await?;
+        metrics.dedup_keys(dedup.len());
+        info!(keys = loaded, window = ?cfg.dedup_window, "dedup index loaded");
+        Ok(Self::with_parts(cfg, pseudo, dedup, writer, metrics))
+    }
+
+    pub fn with_parts(
+        cfg: IngestConfig,
+        pseudo: Pseudonymizer,
+        dedup: Arc<DedupIndex>,
+        writer: WriterHandle,
+        metrics: IngestMetrics,
+    ) -> Self {
+        let decode = DecodeOptions {
+            max_future: chrono::Duration::from_std(cfg.max_future)
+                .unwrap_or(chrono::Duration::hours(24)),
+            unknown_fields: cfg.unknown_fields,
+            ..DecodeOptions::default()
+        };
+        Self {
+            cfg,
+            decode,
+            pseudo,
+            dedup,
+            writer,
+            metrics,
+        }
+    }
+
+    pub fn config(&self) -> &IngestConfig {
+        &self.cfg
+    }
+
+    pub fn metrics(&self) -> &IngestMetrics {
+        &self.metrics
+    }
+
+    /// Decodes, validates, scopes, pseudonymizes and deduplicates a request.
+    pub fn prepare(
+        &self,
+        principal: &Principal,
+        inputs: Vec<Input>,
+        source: &Source,
+        now: DateTime<Utc>,
+    ) -> Prepared {
+        let mut summary = IngestSummary::default();
+        let mut rejected = Vec::new();
+        let mut valid: Vec<(AuthEvent, DedupKey)> = Vec::with_capacity(inputs.len());
+        for (index, input) in inputs.into_iter().enumerate() {
+            let value = match input {
+                Input::Json(v) => v,
+                Input::Malformed { raw, error } => {
+                    let error = format!("malformed JSON: {error}");
+                    rejected.push(self.rejection(
+                        &raw,
+                        None,
+                        None,
+                        error.clone(),
+                        None,
+                        source,
+                        now,
+                    ));
+                    summary.rejected.push(Rejection {
+                        index,
+                        event_id: None,
+                        error,
+                    });
+                    continue;
+                }
+            };
+            let refusal = match decode_value(&value, now, &self.decode) {
+                Ok(ev) if principal.may_write(&ev.rp_id) => {
+                    if !ev.extra.is_empty() {
+                        self.metrics.unknown_fields(source.kind(), ev.extra.len());
+                    }
+                    let key = dedup_key(&ev.rp_id, &ev.event_id);
+                    valid.push((ev, key));
+                    continue;
+                }
+                Ok(ev) => (
+                    format!("this token may not write events for rp_id {:?}", ev.rp_id),
+                    Some("/rp_id".to_owned()),
+                ),
+                Err(e) => (e.to_string(), Some(e.pointer)),
+            };
+            let event_id = value.get("event_id").and_then(Value::as_str).map(clip);
+            let rp_id = value.get("rp_id").and_then(Value::as_str).map(clip);
+            let raw = serde_json::to_vec(&value).unwrap_or_default();
+            rejected.push(self.rejection(
+                &raw,
+                rp_id,
+                event_id.clone(),
+                refusal.0.clone(),
+                refusal.1,
+                source,
+                now,
+            ));
+            summary.rejected.push(Rejection {
+                index,
+                event_id,
+                error: refusal.0,
+            });
+        }
+
+        let keys: Vec<DedupKey> = valid.iter().map(|(_, k)| *k).collect();
+        let fresh = self.dedup.reserve(&keys, now);
+        let mut records = Vec::with_capacity(valid.len());
+        let mut reserved = Vec::with_capacity(valid.len());
+        for ((ev, key), new) in valid.into_iter().zip(fresh) {
+            if new {
+                records.push(self.record(ev, now, source.clone()));
+                reserved.push(key);
+            } else {
+                summary.duplicates += 1;
+            }
+        }
+        summary.accepted = records.len();
+        Prepared {
+            records,
+            rejected,
+            reserved,
+            summary,
+        }
+    }
+
+    /// Waits until the prepared rows are durable.
+    pub async fn commit(
+        &self,
+        prepared: Prepared,
+        source_kind: &'static str,
+    ) -> Result<IngestSummary> {
+        let Prepared {
+            records,
+            rejected,
+            reserved,
+            summary,
+        } = prepared;
+        if (!records.is_empty() || !rejected.is_empty())
+            && let Err(e) = self.writer.write(records, rejected).await
+        {
+            self.dedup.release(&reserved);
+            return Err(e.into());
+        }
+        self.metrics
+            .events(source_kind, "accepted", summary.accepted);
+        self.metrics
+            .events(source_kind, "duplicate", summary.duplicates);
+        self.metrics
+            .events(source_kind, "rejected", summary.rejected.len());
+        self.metrics.dedup_keys(self.dedup.len());
+        Ok(summary)
+    }
+
+    /// Forgets dedup keys older than the window.
+    pub fn expire_dedup(&self, now: DateTime<Utc>) -> usize {
+        let window =
+            chrono::Duration::from_std(self.cfg.dedup_window).unwrap_or(chrono::Duration::days(7));
+        let n = self.dedup.expire(now - window);
+        self.metrics.dedup_keys(self.dedup.len());
+        n
+    }
+
+    fn record(&self, mut event: AuthEvent, now: DateTime<Utc>, source: Source) -> EventRecord {
+        let rp = event.rp_id.as_str();
+        let user_key = event
+            .user_id
+            .take()
+            .map(|id| self.pseudo.key("user", rp, &id));
+        let device_key = event
+            .device_id
+            .take()
+            .map(|id| self.pseudo.key("device", rp, &id));
+        let session_key = event
+            .session_id
+            .take()
+            .map(|id| self.pseudo.key("session", rp, &id));
+        EventRecord {
+            event,
+            user_key,
+            device_key,
+            session_key,
+            received_at: now,
+            source,
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn rejection(
+        &self,
+        raw: &[u8],
+        rp_id: Option<String>,
+        event_id: Option<String>,
+        error: String,
+        error_pointer: Option<String>,
+        source: &Source,
+        now: DateTime<Utc>,
+    ) -> RejectedRecord {
+        let (text, truncated) = self.pseudo.redact(raw, self.cfg.max_rejected_payload_bytes);
+        RejectedRecord {
+            received_at: now,
+            source: source.clone(),
+            rp_id,
+            event_id,
+            error,
+            error_pointer,
+            raw: text,
+            raw_truncated: truncated,
+            raw_size: i64::try_from(raw.len()).unwrap_or(i64::MAX),
+        }
+    }
+}
+
+/// Ids echoed from invalid input are cut so one bad field cannot bloat rows.
+fn clip(s: &str) -> String {
+    s.chars().take(256).collect()
+}

@@ -1,0 +1,46 @@
+//! The metrics crate's error type.
+
+use keyshift_http::ApiError;
+use keyshift_store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum MetricsError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("rendering rows as JSON: {0}")]
+    Render(String),
+}
+
+impl MetricsError {
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            MetricsError::Store(e) => e.is_retryable(),
+            MetricsError::Render(_) => false,
+        }
+    }
+}
+
+impl From<MetricsError> for ApiError {
+    fn from(e: MetricsError) -> Self {
+        use datafusion::error::DataFusionError as D;
+        match e {
+            MetricsError::Store(StoreError::NotReadOnly(m)) => ApiError::BadRequest(format!(
+                "only a single SELECT, WITH or EXPLAIN statement is allowed: {m}"
+            )),
+            MetricsError::Store(StoreError::QueryTimeout(d)) => {
+                ApiError::Timeout(format!("query exceeded its time limit of {d:?}"))
+            }
+            MetricsError::Store(StoreError::Query(q)) => match q.find_root() {
+                D::SQL(..)
+                | D::Plan(_)
+                | D::SchemaError(..)
+                | D::NotImplemented(_)
+                | D::ResourcesExhausted(_) => ApiError::BadRequest(q.find_root().to_string()),
+                _ => ApiError::Internal(q.to_string()),
+            },
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+pub type Result<T, E = MetricsError> = std::result::Result<T, E>;

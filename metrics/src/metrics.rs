@@ -1,0 +1,44 @@
+//! Metrics of the read API, and the `/metrics` exposition of the registry.
+
+use prometheus::{Encoder, HistogramOpts, HistogramVec, Registry, TextEncoder};
+
+#[derive(Debug, Clone)]
+pub struct ApiMetrics {
+    sql_seconds: HistogramVec,
+}
+
+impl ApiMetrics {
+    pub fn new(registry: &Registry) -> prometheus::Result<Self> {
+        let sql_seconds = HistogramVec::new(
+            HistogramOpts::new(
+                "keyshift_sql_query_seconds",
+                "SQL API query time by outcome (ok, client_error, timeout, error).",
+            )
+            .buckets(vec![
+                0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+            ]),
+            &["outcome"],
+        )?;
+        registry.register(Box::new(sql_seconds.clone()))?;
+        Ok(Self { sql_seconds })
+    }
+
+    pub fn unregistered() -> Self {
+        Self::new(&Registry::new()).unwrap_or_else(|e| unreachable!("fresh registry: {e}"))
+    }
+
+    pub(crate) fn sql(&self, outcome: &'static str, seconds: f64) {
+        self.sql_seconds
+            .with_label_values(&[outcome])
+            .observe(seconds);
+    }
+}
+
+/// The registry in Prometheus text format.
+pub fn render(registry: &Registry) -> String {
+    let mut buf = Vec::new();
+    if let Err(e) = TextEncoder::new().encode(&registry.gather(), &mut buf) {
+        tracing::error!(error = %e, "encoding metrics");
+    }
+    String::from_utf8(buf).unwrap_or_default()
+}

@@ -1,0 +1,105 @@
+//! `POST /v1/sql` and `GET /metrics`.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::{FromRef, State};
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use datafusion::arrow::record_batch::RecordBatch;
+use keyshift_http::{ApiError, ApiResult, Authenticator, Principal, read_body};
+use keyshift_store::QueryEngine;
+use prometheus::Registry;
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::metrics::{ApiMetrics, render};
+use crate::{MetricsError, Result};
+
+/// Largest accepted SQL request body.
+const MAX_SQL_BODY: usize = 64 * 1024;
+
+#[derive(Debug, Clone)]
+pub struct SqlState {
+    pub engine: QueryEngine,
+    pub auth: Arc<Authenticator>,
+    pub registry: Registry,
+    pub metrics: ApiMetrics,
+}
+
+impl FromRef<SqlState> for Arc<Authenticator> {
+    fn from_ref(s: &SqlState) -> Self {
+        s.auth.clone()
+    }
+}
+
+pub fn router(state: SqlState) -> Router {
+    Router::new()
+        .route("/v1/sql", post(post_sql))
+        .route("/metrics", get(get_metrics))
+        .with_state(state)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SqlRequest {
+    sql: String,
+}
+
+/// Renders batches as JSON objects, one per row, nulls explicit.
+pub fn batches_to_rows(batches: &[RecordBatch]) -> Result<Vec<Value>> {
+    let mut writer = arrow::json::WriterBuilder::new()
+        .with_explicit_nulls(true)
+        .build::<_, arrow::json::writer::JsonArray>(Vec::new());
+    let refs: Vec<&RecordBatch> = batches.iter().collect();
+    writer
+        .write_batches(&refs)
+        .and_then(|()| writer.finish())
+        .map_err(|e| MetricsError::Render(e.to_string()))?;
+    let bytes = writer.into_inner();
+    if bytes.is_empty() {
+        return Ok(Vec::new());
+    }
+    serde_json::from_slice(&bytes).map_err(|e| MetricsError::Render(e.to_string()))
+}
+
+async fn post_sql(
+    State(state): State<SqlState>,
+    principal: Principal,
+    body: Body,
+) -> ApiResult<Json<Value>> {
+    principal.require_reader()?;
+    let bytes = read_body(body, MAX_SQL_BODY).await?;
+    let req: SqlRequest = serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::BadRequest(format!("expected {{\"sql\": \"…\"}}: {e}")))?;
+    let started = Instant::now();
+    let result: ApiResult<(Vec<Value>, bool)> = match state.engine.sql(&req.sql).await {
+        Ok(out) => batches_to_rows(&out.batches)
+            .map(|rows| (rows, out.truncated))
+            .map_err(ApiError::from),
+        Err(e) => Err(ApiError::from(MetricsError::from(e))),
+    };
+    let outcome = match &result {
+        Ok(_) => "ok",
+        Err(ApiError::Timeout(_)) => "timeout",
+        Err(e) if e.status().is_client_error() => "client_error",
+        Err(_) => "error",
+    };
+    state.metrics.sql(outcome, started.elapsed().as_secs_f64());
+    let (rows, truncated) = result?;
+    let mut body = serde_json::json!({ "rows": rows, "truncated": truncated });
+    if truncated {
+        body["row_limit"] = Value::from(state.engine.limits().max_rows);
+    }
+    Ok(Json(body))
+}
+
+async fn get_metrics(State(state): State<SqlState>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        render(&state.registry),
+    )
+}

@@ -1,0 +1,219 @@
+//! The keyshift configuration: defaults, then the TOML file, then
+//! `KEYSHIFT__SECTION__KEY` environment variables, then command-line flags.
+//! Parsed strictly (unknown keys are errors) and validated once, reporting
+//! every problem at the same time.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Toml};
+use keyshift_http::AuthConfig;
+use keyshift_ingest::IngestConfig;
+use keyshift_store::StoreConfig;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub auth: AuthConfig,
+    pub ingest: IngestConfig,
+    pub store: StoreConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address of the HTTP API (collector, SQL, metrics, health).
+    pub listen: SocketAddr,
+    /// Where the embedded default keeps its tables and secret.
+    pub data_dir: PathBuf,
+    /// How long shutdown may take to drain requests and commit buffers.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_timeout: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("./keyshift-data"),
+            shutdown_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// keyshift at info; the Delta kernel logs every snapshot load at info, so
+/// it is held to warnings.
+pub const DEFAULT_LOG_FILTER: &str = "info,buoyant_kernel=warn,deltalake_core=warn";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// A tracing filter (`info`, `keyshift=debug,info`); `RUST_LOG` overrides.
+    pub level: String,
+    pub format: LogFormat,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            level: DEFAULT_LOG_FILTER.to_owned(),
+            format: LogFormat::Text,
+        }
+    }
+}
+
+/// Command-line values that override the file and the environment.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub listen: Option<SocketAddr>,
+    pub data_dir: Option<PathBuf>,
+}
+
+/// Everything wrong with a configuration, one line each.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration:\n  - {}", .0.join("\n  - "))]
+pub struct ConfigErrors(pub Vec<String>);
+
+impl Config {
+    /// Loads the layers and validates the result.
+    pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Self, ConfigErrors> {
+        Self::load_from(file, overrides, Env::prefixed("KEYSHIFT__").split("__"))
+    }
+
+    fn load_from(
+        file: Option<&Path>,
+        overrides: &Overrides,
+        env: Env,
+    ) -> Result<Self, ConfigErrors> {
+        let mut figment = Figment::new();
+        if let Some(path) = file {
+            if !path.is_file() {
+                return Err(ConfigErrors(vec![format!(
+                    "config file {} does not exist",
+                    path.display()
+                )]));
+            }
+            figment = figment.merge(Toml::file(path));
+        }
+        figment = figment.merge(env);
+        let mut config: Config = figment
+            .extract()
+            .map_err(|e| ConfigErrors(e.into_iter().map(|e| e.to_string()).collect()))?;
+        if let Some(listen) = overrides.listen {
+            config.server.listen = listen;
+        }
+        if let Some(dir) = &overrides.data_dir {
+            config.server.data_dir = dir.clone();
+        }
+        let errors = config.validate();
+        if errors.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigErrors(errors))
+        }
+    }
+
+    /// Every problem, empty when the configuration is usable.
+    pub fn validate(&self) -> Vec<String> {
+        let mut errors = Vec::new();
+        if let Err(e) = keyshift_http::check_listen_address(self.server.listen, &self.auth) {
+            errors.push(e);
+        }
+        if self.server.data_dir.as_os_str().is_empty() {
+            errors.push("server.data_dir must not be empty".to_owned());
+        }
+        if self.server.shutdown_timeout.is_zero() {
+            errors.push("server.shutdown_timeout must be more than 0".to_owned());
+        }
+        errors.extend(self.auth.validate());
+        errors.extend(self.ingest.validate());
+        errors.extend(self.store.validate());
+        errors
+    }
+
+    /// Where the tables live.
+    pub fn store_root(&self) -> String {
+        match &self.store.uri {
+            Some(uri) => uri.clone(),
+            None => self.server.data_dir.join("tables").display().to_string(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn no_env() -> Env {
+        Env::prefixed("KEYSHIFT_TEST_UNSET__").split("__")
+    }
+
+    #[test]
+    fn the_example_config_parses_and_validates() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/keyshift.example.toml");
+        let cfg = Config::load_from(Some(&path), &Overrides::default(), no_env());
+        if let Err(e) = &cfg {
+            panic!("{e}");
+        }
+    }
+
+    #[test]
+    fn defaults_are_valid_and_loopback() {
+        let cfg = Config::load_from(None, &Overrides::default(), no_env()).expect("defaults");
+        assert!(cfg.server.listen.ip().is_loopback());
+        assert_eq!(cfg.ingest.dedup_window, Duration::from_secs(7 * 24 * 3600));
+    }
+
+    #[test]
+    fn unknown_keys_and_all_semantic_errors_are_reported() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("k.toml");
+        std::fs::write(
+            &path,
+            "[server]\nlisten = \"0.0.0.0:8080\"\n[store]\nflush_max_rows = 0\n",
+        )
+        .expect("write");
+        let err =
+            Config::load_from(Some(&path), &Overrides::default(), no_env()).expect_err("invalid");
+        assert_eq!(err.0.len(), 2, "{err}");
+        std::fs::write(&path, "[server]\nlisten_on = \"127.0.0.1:1\"\n").expect("write");
+        let err =
+            Config::load_from(Some(&path), &Overrides::default(), no_env()).expect_err("unknown");
+        assert!(err.to_string().contains("listen_on"), "{err}");
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment::Jail fixes the closure type
+    fn environment_overrides_the_file_and_flags_override_both() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "k.toml",
+                "[store]\nflush_max_rows = 10\n[server]\ndata_dir = \"a\"\n",
+            )?;
+            jail.set_env("KEYSHIFT__STORE__FLUSH_MAX_ROWS", "20");
+            jail.set_env("KEYSHIFT__SERVER__DATA_DIR", "b");
+            let overrides = Overrides {
+                data_dir: Some(PathBuf::from("c")),
+                ..Overrides::default()
+            };
+            let cfg =
+                Config::load(Some(Path::new("k.toml")), &overrides).map_err(|e| e.to_string())?;
+            assert_eq!(cfg.store.flush_max_rows, 20);
+            assert_eq!(cfg.server.data_dir, PathBuf::from("c"));
+            Ok(())
+        });
+    }
+}

@@ -1,0 +1,13 @@
+//! The `keyshift` application: configuration, the embedded server
+//! (`keyshift run`), the shell SQL command and the benchmarks. `main.rs` only
+//! parses the command line, loads the configuration, starts tracing and calls
+//! into here.
+
+pub mod app;
+pub mod bench;
+pub mod config;
+pub mod sql_cmd;
+pub mod synth;
+
+pub use app::{Running, run, start};
+pub use config::{Config, Overrides};

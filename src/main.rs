@@ -1,0 +1,169 @@
+//! The `keyshift` command: parses arguments, loads configuration, starts
+//! tracing, and hands over to the library.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use keyshift::config::{Config, LogFormat, Overrides};
+use keyshift::sql_cmd::OutputFormat;
+use tokio_util::sync::CancellationToken;
+use tracing_subscriber::EnvFilter;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "keyshift",
+    version,
+    about = "Watch and steer passkey rollouts."
+)]
+struct Cli {
+    /// Configuration file (TOML). Environment: KEYSHIFT__SECTION__KEY.
+    #[arg(long, global = true, env = "KEYSHIFT_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run collector, store and API in one process (no Kafka needed).
+    Run {
+        /// Listen address [default: 127.0.0.1:8080].
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+        /// Data directory [default: ./keyshift-data].
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// Run one read-only SQL statement against the store.
+    Sql {
+        sql: String,
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+        format: OutputFormat,
+    },
+    /// Load and validate the configuration, then print it.
+    CheckConfig,
+    /// Benchmarks.
+    #[command(subcommand)]
+    Bench(Bench),
+}
+
+#[derive(Debug, Subcommand)]
+enum Bench {
+    /// Collector throughput over loopback.
+    Collector(keyshift::bench::CollectorBench),
+}
+
+fn init_tracing(config: &Config) {
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&config.log.level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match config.log.format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+/// Cancels `token` on SIGINT or SIGTERM.
+fn on_signals(token: CancellationToken) {
+    tokio::spawn(async move {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let mut term = match signal(SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot listen for SIGTERM");
+                    return;
+                }
+            };
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("signal received");
+        token.cancel();
+    });
+}
+
+async fn main_async(cli: Cli) -> anyhow::Result<()> {
+    let overrides = match &cli.command {
+        Command::Run { listen, data_dir } => Overrides {
+            listen: *listen,
+            data_dir: data_dir.clone(),
+        },
+        Command::Sql { data_dir, .. } => Overrides {
+            listen: None,
+            data_dir: data_dir.clone(),
+        },
+        _ => Overrides::default(),
+    };
+    let config = Config::load(cli.config.as_deref(), &overrides)?;
+    init_tracing(&config);
+    match cli.command {
+        Command::Run { .. } => {
+            let shutdown = CancellationToken::new();
+            on_signals(shutdown.clone());
+            keyshift::run(config, shutdown).await
+        }
+        Command::Sql { sql, format, .. } => {
+            let text = keyshift::sql_cmd::run_sql(&config, &sql, format).await?;
+            write_stdout(&text)
+        }
+        Command::CheckConfig => {
+            let text = render_config(&config)?;
+            write_stdout(&text)
+        }
+        Command::Bench(Bench::Collector(args)) => {
+            let report = keyshift::bench::collector(&args).await?;
+            write_stdout(&report.to_string())
+        }
+    }
+}
+
+fn render_config(config: &Config) -> anyhow::Result<String> {
+    let mut redacted = config.clone();
+    for t in &mut redacted.auth.admin_tokens {
+        *t = "<redacted>".to_owned();
+    }
+    for t in &mut redacted.auth.rp_tokens {
+        t.token = "<redacted>".to_owned();
+    }
+    Ok(serde_json::to_string_pretty(&redacted)?)
+}
+
+fn write_stdout(text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{text}")?;
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("keyshift: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(main_async(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("keyshift: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

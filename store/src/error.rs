@@ -1,0 +1,72 @@
+//! The store's error type. [`StoreError::is_retryable`] is the one place that
+//! decides whether a caller may try again.
+
+use deltalake::DeltaTableError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("table {table}: {source}")]
+    Delta {
+        table: &'static str,
+        #[source]
+        source: DeltaTableError,
+    },
+    #[error("table {table}: building record batch: {source}")]
+    Arrow {
+        table: &'static str,
+        #[source]
+        source: deltalake::arrow::error::ArrowError,
+    },
+    #[error("query: {0}")]
+    Query(#[from] datafusion::error::DataFusionError),
+    #[error("query exceeded its time limit of {0:?}")]
+    QueryTimeout(std::time::Duration),
+    #[error("statement not allowed: {0}")]
+    NotReadOnly(String),
+    #[error("invalid table location {uri:?}: {reason}")]
+    Location { uri: String, reason: String },
+    #[error("io error at {path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the writer has stopped")]
+    WriterClosed,
+    #[error("commit to {table} failed and was not applied: {message}")]
+    CommitFailed {
+        table: &'static str,
+        message: String,
+    },
+}
+
+impl StoreError {
+    pub(crate) fn delta(table: &'static str) -> impl FnOnce(DeltaTableError) -> Self {
+        move |source| StoreError::Delta { table, source }
+    }
+
+    pub(crate) fn arrow(
+        table: &'static str,
+    ) -> impl FnOnce(deltalake::arrow::error::ArrowError) -> Self {
+        move |source| StoreError::Arrow { table, source }
+    }
+
+    /// Whether the same operation may succeed if tried again (transient I/O,
+    /// a lost commit race). Everything else is a bug or a misconfiguration.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            StoreError::Delta { source, .. } => matches!(
+                source,
+                DeltaTableError::ObjectStore { .. }
+                    | DeltaTableError::Io { .. }
+                    | DeltaTableError::VersionAlreadyExists(_)
+                    | DeltaTableError::Transaction { .. }
+            ),
+            StoreError::CommitFailed { .. } | StoreError::QueryTimeout(_) => true,
+            StoreError::Io { .. } => true,
+            _ => false,
+        }
+    }
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;

@@ -1,0 +1,34 @@
+//! keyshift's storage: two Delta Lake tables and the DataFusion session over them.
+//!
+//! - `auth_events`: every accepted event, typed columns, partitioned by the UTC
+//!   date of `occurred_at`. Identifiers arrive here already pseudonymized.
+//! - `rejected_events`: everything that was refused, with the reason and a
+//!   redacted copy of the payload, so nothing is dropped silently.
+//!
+//! Writes go through one [`writer::Writer`] task per process, which groups
+//! concurrent requests into one Delta commit per table per flush (group
+//! commit). Reads go through [`query::QueryEngine`], which always plans against
+//! the latest committed snapshot.
+
+pub mod config;
+mod error;
+pub mod metrics;
+pub mod query;
+pub mod records;
+pub mod schema;
+pub mod tables;
+pub mod writer;
+
+pub use config::StoreConfig;
+pub use error::{Result, StoreError};
+pub use query::QueryEngine;
+pub use records::{EventRecord, RejectedRecord, Source};
+pub use tables::Tables;
+pub use writer::{CommitReceipt, Writer, WriterHandle};
+
+/// Table names, as registered in DataFusion and as directory names under the root.
+pub const AUTH_EVENTS: &str = "auth_events";
+pub const REJECTED_EVENTS: &str = "rejected_events";
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,73 @@
+//! The store's Prometheus metrics. Labels are bounded: table names and a
+//! fixed result set, never ids.
+
+use std::time::Duration;
+
+use prometheus::{Gauge, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
+
+#[derive(Debug, Clone)]
+pub struct StoreMetrics {
+    commit_seconds: HistogramVec,
+    rows_written: IntCounterVec,
+    last_commit: Gauge,
+}
+
+impl StoreMetrics {
+    /// Creates the metrics and registers them in `registry`.
+    pub fn new(registry: &Registry) -> prometheus::Result<Self> {
+        let commit_seconds = HistogramVec::new(
+            HistogramOpts::new(
+                "keyshift_store_commit_seconds",
+                "Time to write and commit one group of rows to the Delta tables.",
+            )
+            .buckets(vec![
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ]),
+            &["result"],
+        )?;
+        let rows_written = IntCounterVec::new(
+            Opts::new(
+                "keyshift_store_rows_written_total",
+                "Rows committed to each table.",
+            ),
+            &["table"],
+        )?;
+        let last_commit = Gauge::new(
+            "keyshift_store_last_commit_timestamp_seconds",
+            "Unix time of the last successful commit (the ingest watermark).",
+        )?;
+        registry.register(Box::new(last_commit.clone()))?;
+        registry.register(Box::new(commit_seconds.clone()))?;
+        registry.register(Box::new(rows_written.clone()))?;
+        Ok(Self {
+            commit_seconds,
+            rows_written,
+            last_commit,
+        })
+    }
+
+    /// Metrics bound to a private registry, for tests and tools.
+    pub fn unregistered() -> Self {
+        Self::new(&Registry::new()).unwrap_or_else(|e| unreachable!("fresh registry: {e}"))
+    }
+
+    pub(crate) fn observe_commit(&self, elapsed: Duration, ok: bool) {
+        self.commit_seconds
+            .with_label_values(&[if ok { "ok" } else { "error" }])
+            .observe(elapsed.as_secs_f64());
+        if ok {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default();
+            self.last_commit.set(now.as_secs_f64());
+        }
+    }
+
+    pub(crate) fn rows_written(&self, table: &'static str, n: usize) {
+        if n > 0 {
+            self.rows_written
+                .with_label_values(&[table])
+                .inc_by(n as u64);
+        }
+    }
+}

@@ -1,0 +1,143 @@
+//! Opening and creating the two Delta tables under one root.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use deltalake::kernel::StructType;
+use deltalake::kernel::engine::arrow_conversion::TryFromArrow;
+use deltalake::protocol::SaveMode;
+use deltalake::{DeltaTable, DeltaTableBuilder, DeltaTableError, TableProperty};
+use url::Url;
+
+use crate::schema::{EVENT_DATE, RECEIVED_DATE, auth_events_schema, rejected_events_schema};
+use crate::{AUTH_EVENTS, REJECTED_EVENTS, Result, StoreError};
+
+/// Both tables, loaded at their latest version.
+#[derive(Debug, Clone)]
+pub struct Tables {
+    pub events: DeltaTable,
+    pub rejected: DeltaTable,
+}
+
+/// Registers object-store handlers for the URL schemes this build supports.
+/// Idempotent.
+pub fn register_storage_handlers() {
+    #[cfg(feature = "s3")]
+    deltalake::aws::register_handlers(None);
+}
+
+/// Resolves `root` (a local directory or a URL) plus a table name to a table URL.
+pub fn table_url(root: &str, name: &str) -> Result<Url> {
+    let location = |reason: String| StoreError::Location {
+        uri: root.to_owned(),
+        reason,
+    };
+    if root.contains("://") {
+        let mut url = Url::parse(root).map_err(|e| location(e.to_string()))?;
+        if url.scheme() != "file" && !cfg!(feature = "s3") {
+            return Err(location(format!(
+                "scheme {:?} needs a keyshift built with `--features s3`",
+                url.scheme()
+            )));
+        }
+        if !url.path().ends_with('/') {
+            let p = format!("{}/", url.path());
+            url.set_path(&p);
+        }
+        return url.join(name).map_err(|e| location(e.to_string()));
+    }
+    let dir = Path::new(root).join(name);
+    std::fs::create_dir_all(&dir).map_err(|source| StoreError::Io {
+        path: dir.display().to_string(),
+        source,
+    })?;
+    let abs = std::fs::canonicalize(&dir).map_err(|source| StoreError::Io {
+        path: dir.display().to_string(),
+        source,
+    })?;
+    Url::from_directory_path(&abs)
+        .map_err(|()| location(format!("{} is not absolute", abs.display())))
+}
+
+async fn open_or_create_one(
+    root: &str,
+    name: &'static str,
+    schema: deltalake::arrow::datatypes::SchemaRef,
+    partition: &str,
+    options: &HashMap<String, String>,
+) -> Result<DeltaTable> {
+    let url = table_url(root, name)?;
+    let mut table = DeltaTableBuilder::from_url(url)
+        .and_then(|b| b.with_storage_options(options.clone()).build())
+        .map_err(StoreError::delta(name))?;
+    // Checking first keeps a fresh data dir from logging a failed load.
+    if table
+        .verify_deltatable_existence()
+        .await
+        .map_err(StoreError::delta(name))?
+    {
+        table.load().await.map_err(StoreError::delta(name))?;
+        return Ok(table);
+    }
+    let columns = StructType::try_from_arrow(schema.as_ref())
+        .map_err(|e| StoreError::delta(name)(DeltaTableError::from(e)))?;
+    table
+        .create()
+        .with_table_name(name)
+        .with_columns(columns.fields().cloned())
+        .with_partition_columns([partition])
+        .with_configuration_property(TableProperty::CheckpointInterval, Some("100"))
+        .with_save_mode(SaveMode::Ignore)
+        .await
+        .map_err(StoreError::delta(name))
+}
+
+async fn open_one(
+    root: &str,
+    name: &'static str,
+    options: &HashMap<String, String>,
+) -> Result<DeltaTable> {
+    let url = table_url(root, name)?;
+    let mut table = DeltaTableBuilder::from_url(url)
+        .and_then(|b| b.with_storage_options(options.clone()).build())
+        .map_err(StoreError::delta(name))?;
+    if !table
+        .verify_deltatable_existence()
+        .await
+        .map_err(StoreError::delta(name))?
+    {
+        return Err(StoreError::Location {
+            uri: root.to_owned(),
+            reason: format!("no {name} table there (has keyshift run with this data dir?)"),
+        });
+    }
+    table.load().await.map_err(StoreError::delta(name))?;
+    Ok(table)
+}
+
+impl Tables {
+    /// Opens both tables under `root`, creating any that do not exist yet.
+    pub async fn open_or_create(root: &str, options: &HashMap<String, String>) -> Result<Self> {
+        register_storage_handlers();
+        let events =
+            open_or_create_one(root, AUTH_EVENTS, auth_events_schema(), EVENT_DATE, options)
+                .await?;
+        let rejected = open_or_create_one(
+            root,
+            REJECTED_EVENTS,
+            rejected_events_schema(),
+            RECEIVED_DATE,
+            options,
+        )
+        .await?;
+        Ok(Self { events, rejected })
+    }
+
+    /// Opens both tables under `root`; an error if they do not exist.
+    pub async fn open(root: &str, options: &HashMap<String, String>) -> Result<Self> {
+        register_storage_handlers();
+        let events = open_one(root, AUTH_EVENTS, options).await?;
+        let rejected = open_one(root, REJECTED_EVENTS, options).await?;
+        Ok(Self { events, rejected })
+    }
+}

@@ -1,0 +1,391 @@
+//! The single writer task: group commit into both tables.
+//!
+//! Callers hand over records through a bounded channel (the bound is the
+//! backpressure) and, when they ask for it, wait for the commit that made them
+//! durable. Requests that wait are committed as soon as the writer is free,
+//! together with everything that arrived meanwhile; requests that do not wait
+//! (stream sources that track their own progress) are held for at most
+//! `flush_max_delay` or until `flush_max_rows` rows are pending.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+use deltalake::DeltaTable;
+use deltalake::kernel::Action;
+use deltalake::kernel::Transaction;
+use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
+use deltalake::protocol::{DeltaOperation, SaveMode};
+use deltalake::writer::{DeltaWriter, RecordBatchWriter};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, error, info};
+
+use crate::metrics::StoreMetrics;
+use crate::records::{EventRecord, RejectedRecord};
+use crate::schema::{events_to_batch, rejected_to_batch};
+use crate::{AUTH_EVENTS, REJECTED_EVENTS, Result, StoreConfig, StoreError, Tables};
+
+/// Table versions created by the commit that made a request durable.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CommitReceipt {
+    pub events_version: Option<u64>,
+    pub rejected_version: Option<u64>,
+}
+
+/// What readers see: the tables as of the last commit.
+#[derive(Debug, Clone)]
+pub struct Published {
+    pub tables: Tables,
+    /// When the last commit that added rows finished (the ingest watermark).
+    pub last_commit_at: Option<DateTime<Utc>>,
+}
+
+struct Request {
+    events: Vec<EventRecord>,
+    rejected: Vec<RejectedRecord>,
+    /// Application transactions (`txn` actions) to commit with the events.
+    txns: Vec<(String, i64)>,
+    ack: Option<oneshot::Sender<Result<CommitReceipt>>>,
+}
+
+impl Request {
+    fn rows(&self) -> usize {
+        self.events.len() + self.rejected.len()
+    }
+}
+
+/// Cheap, clonable handle for submitting writes.
+#[derive(Debug, Clone)]
+pub struct WriterHandle {
+    tx: mpsc::Sender<Request>,
+    published: watch::Receiver<Arc<Published>>,
+}
+
+impl WriterHandle {
+    /// Writes and waits until the rows are committed.
+    pub async fn write(
+        &self,
+        events: Vec<EventRecord>,
+        rejected: Vec<RejectedRecord>,
+    ) -> Result<CommitReceipt> {
+        self.write_with_txns(events, rejected, Vec::new()).await
+    }
+
+    /// Like [`WriterHandle::write`], committing the given application
+    /// transaction versions (`txn` actions, e.g. a stream offset per partition)
+    /// atomically with the events.
+    pub async fn write_with_txns(
+        &self,
+        events: Vec<EventRecord>,
+        rejected: Vec<RejectedRecord>,
+        txns: Vec<(String, i64)>,
+    ) -> Result<CommitReceipt> {
+        let (ack, done) = oneshot::channel();
+        let req = Request {
+            events,
+            rejected,
+            txns,
+            ack: Some(ack),
+        };
+        self.tx
+            .send(req)
+            .await
+            .map_err(|_| StoreError::WriterClosed)?;
+        done.await.map_err(|_| StoreError::WriterClosed)?
+    }
+
+    /// Hands rows over without waiting for the commit.
+    pub async fn submit(
+        &self,
+        events: Vec<EventRecord>,
+        rejected: Vec<RejectedRecord>,
+    ) -> Result<()> {
+        let req = Request {
+            events,
+            rejected,
+            txns: Vec::new(),
+            ack: None,
+        };
+        self.tx
+            .send(req)
+            .await
+            .map_err(|_| StoreError::WriterClosed)
+    }
+
+    /// The latest committed state of the tables.
+    pub fn published(&self) -> watch::Receiver<Arc<Published>> {
+        self.published.clone()
+    }
+}
+
+/// The writer task's state.
+pub struct Writer {
+    tables: Tables,
+    events_writer: RecordBatchWriter,
+    rejected_writer: RecordBatchWriter,
+    cfg: StoreConfig,
+    metrics: StoreMetrics,
+    published: watch::Sender<Arc<Published>>,
+}
+
+impl std::fmt::Debug for Writer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Writer").finish_non_exhaustive()
+    }
+}
+
+/// Queue depth, in requests, before submitters wait.
+const QUEUE_REQUESTS: usize = 256;
+
+impl Writer {
+    /// Starts the writer task over opened tables.
+    ///
+    /// The task ends when `cancel` fires or every handle is dropped; either
+    /// way it commits what it holds first. It returns an error only for a
+    /// failure it could not report to a waiting caller.
+    pub fn spawn(
+        tables: Tables,
+        cfg: StoreConfig,
+        metrics: StoreMetrics,
+        cancel: CancellationToken,
+    ) -> Result<(WriterHandle, tokio::task::JoinHandle<Result<()>>)> {
+        let events_writer =
+            RecordBatchWriter::for_table(&tables.events).map_err(StoreError::delta(AUTH_EVENTS))?;
+        let rejected_writer = RecordBatchWriter::for_table(&tables.rejected)
+            .map_err(StoreError::delta(REJECTED_EVENTS))?;
+        let (published, published_rx) = watch::channel(Arc::new(Published {
+            tables: tables.clone(),
+            last_commit_at: None,
+        }));
+        let (tx, rx) = mpsc::channel(QUEUE_REQUESTS);
+        let writer = Writer {
+            tables,
+            events_writer,
+            rejected_writer,
+            cfg,
+            metrics,
+            published,
+        };
+        let task = tokio::spawn(writer.run(rx, cancel));
+        Ok((
+            WriterHandle {
+                tx,
+                published: published_rx,
+            },
+            task,
+        ))
+    }
+
+    async fn run(
+        mut self,
+        mut rx: mpsc::Receiver<Request>,
+        cancel: CancellationToken,
+    ) -> Result<()> {
+        let mut pending: Vec<Request> = Vec::new();
+        let mut rows = 0usize;
+        let mut deadline: Option<tokio::time::Instant> = None;
+        loop {
+            let mut closed = false;
+            tokio::select! {
+                biased;
+                () = cancel.cancelled() => {
+                    rx.close();
+                    while let Some(req) = rx.recv().await {
+                        rows += req.rows();
+                        pending.push(req);
+                    }
+                    closed = true;
+                }
+                req = rx.recv() => match req {
+                    Some(req) => {
+                        if pending.is_empty() {
+                            deadline = Some(tokio::time::Instant::now() + self.cfg.flush_max_delay);
+                        }
+                        rows += req.rows();
+                        pending.push(req);
+                        while rows < self.cfg.flush_max_rows {
+                            match rx.try_recv() {
+                                Ok(req) => {
+                                    rows += req.rows();
+                                    pending.push(req);
+                                }
+                                Err(_) => break,
+                            }
+                        }
+                    }
+                    None => closed = true,
+                },
+                () = sleep_until(deadline) => {}
+            }
+            let due = deadline.is_some_and(|d| d <= tokio::time::Instant::now());
+            let waited_on = pending.iter().any(|r| r.ack.is_some());
+            if !pending.is_empty()
+                && (closed || due || waited_on || rows >= self.cfg.flush_max_rows)
+            {
+                let batch = std::mem::take(&mut pending);
+                rows = 0;
+                deadline = None;
+                self.flush(batch).await?;
+            }
+            if closed {
+                info!("store writer stopped");
+                return Ok(());
+            }
+        }
+    }
+
+    /// Commits one group. Failures go to the callers that wait; a failure
+    /// nobody waits for is returned, which stops the writer.
+    async fn flush(&mut self, group: Vec<Request>) -> Result<()> {
+        let started = Instant::now();
+        let mut events = Vec::new();
+        let mut rejected = Vec::new();
+        let mut txns: HashMap<String, i64> = HashMap::new();
+        let mut acks = Vec::with_capacity(group.len());
+        for req in group {
+            events.extend(req.events);
+            rejected.extend(req.rejected);
+            for (app, version) in req.txns {
+                let v = txns.entry(app).or_insert(version);
+                *v = (*v).max(version);
+            }
+            acks.extend(req.ack);
+        }
+        let result = self.commit(&events, &rejected, txns).await;
+        let elapsed = started.elapsed();
+        self.metrics.observe_commit(elapsed, result.is_ok());
+        match &result {
+            Ok(receipt) => {
+                debug!(
+                    events = events.len(),
+                    rejected = rejected.len(),
+                    ?receipt,
+                    ms = elapsed.as_millis() as u64,
+                    "committed"
+                );
+                self.metrics.rows_written(AUTH_EVENTS, events.len());
+                self.metrics.rows_written(REJECTED_EVENTS, rejected.len());
+                self.published.send_replace(Arc::new(Published {
+                    tables: self.tables.clone(),
+                    last_commit_at: Some(Utc::now()),
+                }));
+            }
+            Err(e) => error!(error = %e, events = events.len(), "commit failed"),
+        }
+        if acks.is_empty() {
+            return result.map(|_| ());
+        }
+        for ack in acks {
+            let reply = match &result {
+                Ok(r) => Ok(*r),
+                Err(e) => Err(StoreError::CommitFailed {
+                    table: AUTH_EVENTS,
+                    message: e.to_string(),
+                }),
+            };
+            let _ = ack.send(reply);
+        }
+        Ok(())
+    }
+
+    async fn commit(
+        &mut self,
+        events: &[EventRecord],
+        rejected: &[RejectedRecord],
+        txns: HashMap<String, i64>,
+    ) -> Result<CommitReceipt> {
+        let mut receipt = CommitReceipt::default();
+        if !rejected.is_empty() {
+            let batch = rejected_to_batch(rejected)?;
+            receipt.rejected_version = Some(
+                append(
+                    &mut self.rejected_writer,
+                    &mut self.tables.rejected,
+                    batch,
+                    Vec::new(),
+                    REJECTED_EVENTS,
+                )
+                .await?,
+            );
+        }
+        if !events.is_empty() || !txns.is_empty() {
+            let batch = events_to_batch(events)?;
+            let txns = txns
+                .into_iter()
+                .map(|(app, v)| {
+                    Transaction::new_with_last_update(app, v, Some(Utc::now().timestamp_millis()))
+                })
+                .collect();
+            receipt.events_version = Some(
+                append(
+                    &mut self.events_writer,
+                    &mut self.tables.events,
+                    batch,
+                    txns,
+                    AUTH_EVENTS,
+                )
+                .await?,
+            );
+        }
+        Ok(receipt)
+    }
+}
+
+/// Writes one batch as one Delta commit, with the given `txn` actions.
+async fn append(
+    writer: &mut RecordBatchWriter,
+    table: &mut DeltaTable,
+    batch: deltalake::arrow::record_batch::RecordBatch,
+    txns: Vec<Transaction>,
+    name: &'static str,
+) -> Result<u64> {
+    let err = StoreError::delta(name);
+    if batch.num_rows() > 0
+        && let Err(e) = writer.write(batch).await
+    {
+        writer.reset();
+        return Err(err(e));
+    }
+    let adds: Vec<Action> = match writer.flush().await {
+        Ok(adds) => adds.into_iter().map(Action::Add).collect(),
+        Err(e) => {
+            writer.reset();
+            return Err(err(e));
+        }
+    };
+    let snapshot = table.snapshot().map_err(StoreError::delta(name))?;
+    let partition_by = Some(snapshot.metadata().partition_columns().to_vec());
+    let operation = DeltaOperation::Write {
+        mode: SaveMode::Append,
+        partition_by,
+        predicate: None,
+    };
+    let outcome =
+        CommitBuilder::from(CommitProperties::default().with_application_transactions(txns))
+            .with_actions(adds)
+            .build(Some(snapshot), table.log_store(), operation)
+            .await;
+    match outcome {
+        Ok(done) => {
+            table.state = Some(done.snapshot());
+            Ok(done.version())
+        }
+        Err(e) => {
+            // Our view of the log may be stale (another writer committed):
+            // reload so the next attempt starts from the truth.
+            if let Err(reload) = table.update_state().await {
+                error!(table = name, error = %reload, "reloading table after a failed commit");
+            }
+            Err(err(e))
+        }
+    }
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}

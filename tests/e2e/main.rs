@@ -1,0 +1,6 @@
+//! End-to-end tests: the real `keyshift` server on a loopback port, real
+//! Delta tables in a temporary data dir, driven over HTTP like a client would.
+
+mod collector;
+mod common;
+mod security;
