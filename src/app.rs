@@ -106,10 +106,10 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
 
     let app = Router::new()
         .route("/healthz", get(healthz))
-        .merge(collector::router(CollectorState {
-            pipeline: pipeline.clone(),
-            auth: auth.clone(),
-        }))
+        .merge(collector::router(CollectorState::new(
+            pipeline.clone(),
+            auth.clone(),
+        )))
         .merge(keyshift_metrics::router(SqlState {
             engine,
             auth,

@@ -25,8 +25,8 @@ pub struct CollectorBench {
     /// Events per request.
     #[arg(long, default_value_t = 1_000)]
     pub batch: u64,
-    /// Concurrent clients.
-    #[arg(long, default_value_t = 8)]
+    /// Concurrent clients (requests in flight).
+    #[arg(long, default_value_t = 32)]
     pub concurrency: u64,
     /// Post to this running server instead of an embedded one.
     #[arg(long)]

@@ -11,6 +11,11 @@ use keyshift::sql_cmd::OutputFormat;
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
+// The ingest path allocates per event (JSON values, strings); glibc malloc's
+// arena locking and consolidation dominated profiles of the collector.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "keyshift",

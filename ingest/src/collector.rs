@@ -16,13 +16,26 @@ use chrono::Utc;
 use keyshift_http::{ApiError, ApiResult, Authenticator, Principal, read_body};
 use keyshift_store::Source;
 use serde_json::Value;
+use tokio::sync::Semaphore;
 
 use crate::pipeline::{IngestSummary, Input, Pipeline};
 
 #[derive(Debug, Clone)]
 pub struct CollectorState {
-    pub pipeline: Arc<Pipeline>,
-    pub auth: Arc<Authenticator>,
+    pipeline: Arc<Pipeline>,
+    auth: Arc<Authenticator>,
+    inflight: Arc<Semaphore>,
+}
+
+impl CollectorState {
+    pub fn new(pipeline: Arc<Pipeline>, auth: Arc<Authenticator>) -> Self {
+        let permits = pipeline.config().max_inflight_requests;
+        Self {
+            pipeline,
+            auth,
+            inflight: Arc::new(Semaphore::new(permits)),
+        }
+    }
 }
 
 impl FromRef<CollectorState> for Arc<Authenticator> {
@@ -147,6 +160,13 @@ async fn handle(
     body: Body,
 ) -> ApiResult<Json<IngestSummary>> {
     let kind = body_kind(&headers)?;
+    // Wait for a slot before reading the body: waiting requests cost a socket,
+    // not memory.
+    let _permit = state
+        .inflight
+        .acquire()
+        .await
+        .map_err(|_| ApiError::Unavailable("shutting down".to_owned()))?;
     let cfg = state.pipeline.config();
     let bytes = read_body(body, cfg.max_body_bytes).await?;
     let max_events = cfg.max_events_per_request;

@@ -27,6 +27,9 @@ pub struct IngestConfig {
     pub max_body_bytes: usize,
     /// Largest copy of a rejected payload kept in `rejected_events`, in bytes.
     pub max_rejected_payload_bytes: usize,
+    /// Collector requests processed at once; more wait (without their body
+    /// being read). Bounds memory at about this × `max_body_bytes` × 4.
+    pub max_inflight_requests: usize,
 }
 
 impl Default for IngestConfig {
@@ -39,6 +42,7 @@ impl Default for IngestConfig {
             max_events_per_request: 10_000,
             max_body_bytes: 5 * 1024 * 1024,
             max_rejected_payload_bytes: 64 * 1024,
+            max_inflight_requests: 32,
         }
     }
 }
@@ -55,6 +59,9 @@ impl IngestConfig {
         }
         if self.max_body_bytes < 1024 {
             errors.push("ingest.max_body_bytes must be at least 1024".to_owned());
+        }
+        if self.max_inflight_requests == 0 {
+            errors.push("ingest.max_inflight_requests must be at least 1".to_owned());
         }
         if self.max_rejected_payload_bytes < 256 {
             errors.push("ingest.max_rejected_payload_bytes must be at least 256".to_owned());

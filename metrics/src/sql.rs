@@ -103,3 +103,58 @@ async fn get_metrics(State(state): State<SqlState>) -> impl IntoResponse {
         render(&state.registry),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::array::{Int64Array, StringArray, TimestampMicrosecondArray};
+    use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+    use keyshift_store::StoreError;
+    use serde_json::json;
+
+    #[test]
+    fn rows_render_with_explicit_nulls_and_utc_timestamps() {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("n", DataType::Int64, true),
+            Field::new("s", DataType::Utf8, true),
+            Field::new(
+                "t",
+                DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+                true,
+            ),
+        ]));
+        let batch = RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(Int64Array::from(vec![Some(1), None])),
+                Arc::new(StringArray::from(vec![None, Some("x")])),
+                Arc::new(
+                    TimestampMicrosecondArray::from(vec![Some(1_000_000), None])
+                        .with_timezone("UTC"),
+                ),
+            ],
+        )
+        .expect("batch");
+        let rows = batches_to_rows(&[batch]).expect("rows");
+        assert_eq!(
+            rows[0],
+            json!({"n": 1, "s": null, "t": "1970-01-01T00:00:01Z"})
+        );
+        assert_eq!(rows[1], json!({"n": null, "s": "x", "t": null}));
+        assert!(batches_to_rows(&[]).expect("empty").is_empty());
+    }
+
+    #[test]
+    fn store_errors_map_to_client_and_server_statuses() {
+        let not_ro = ApiError::from(MetricsError::Store(StoreError::NotReadOnly("DDL".into())));
+        assert_eq!(not_ro.status(), 400);
+        let timeout = ApiError::from(MetricsError::Store(StoreError::QueryTimeout(
+            std::time::Duration::from_secs(1),
+        )));
+        assert_eq!(timeout.status(), 504);
+        let plan = ApiError::from(MetricsError::Store(StoreError::Query(
+            datafusion::error::DataFusionError::Plan("no such column".into()),
+        )));
+        assert_eq!(plan.status(), 400);
+    }
+}

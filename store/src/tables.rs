@@ -59,6 +59,18 @@ pub fn table_url(root: &str, name: &str) -> Result<Url> {
         .map_err(|()| location(format!("{} is not absolute", abs.display())))
 }
 
+/// A handle on the table's location, its log not read yet.
+fn unloaded(
+    root: &str,
+    name: &'static str,
+    options: &HashMap<String, String>,
+) -> Result<DeltaTable> {
+    let url = table_url(root, name)?;
+    DeltaTableBuilder::from_url(url)
+        .and_then(|b| b.with_storage_options(options.clone()).build())
+        .map_err(StoreError::delta(name))
+}
+
 async fn open_or_create_one(
     root: &str,
     name: &'static str,
@@ -66,10 +78,7 @@ async fn open_or_create_one(
     partition: &str,
     options: &HashMap<String, String>,
 ) -> Result<DeltaTable> {
-    let url = table_url(root, name)?;
-    let mut table = DeltaTableBuilder::from_url(url)
-        .and_then(|b| b.with_storage_options(options.clone()).build())
-        .map_err(StoreError::delta(name))?;
+    let mut table = unloaded(root, name, options)?;
     // Checking first keeps a fresh data dir from logging a failed load.
     if table
         .verify_deltatable_existence()
@@ -97,10 +106,7 @@ async fn open_one(
     name: &'static str,
     options: &HashMap<String, String>,
 ) -> Result<DeltaTable> {
-    let url = table_url(root, name)?;
-    let mut table = DeltaTableBuilder::from_url(url)
-        .and_then(|b| b.with_storage_options(options.clone()).build())
-        .map_err(StoreError::delta(name))?;
+    let mut table = unloaded(root, name, options)?;
     if !table
         .verify_deltatable_existence()
         .await

@@ -146,3 +146,64 @@ async fn row_limit_truncates_and_says_so() {
     assert!(out.truncated);
     assert_eq!(out.batches.iter().map(|b| b.num_rows()).sum::<usize>(), 5);
 }
+
+/// Rows nobody waits on are committed once `flush_max_rows` are pending, or
+/// after `flush_max_delay`, whichever comes first.
+#[tokio::test]
+async fn unwaited_rows_flush_on_row_count_or_delay() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path().to_str().expect("utf8").to_owned();
+    let tables = Tables::open_or_create(&root, &Default::default())
+        .await
+        .expect("open");
+    let cfg = StoreConfig {
+        flush_max_rows: 5,
+        flush_max_delay: std::time::Duration::from_millis(300),
+        ..StoreConfig::default()
+    };
+    let cancel = CancellationToken::new();
+    let (handle, task) =
+        Writer::spawn(tables, cfg, StoreMetrics::unregistered(), cancel.clone()).expect("spawn");
+    let mut published = handle.published();
+    let engine = QueryEngine::live(handle.published(), limits()).expect("engine");
+
+    // Five rows reach flush_max_rows: committed without waiting for the delay.
+    handle
+        .submit((0..5).map(record).collect(), Vec::new())
+        .await
+        .expect("submit");
+    tokio::time::timeout(std::time::Duration::from_secs(10), published.changed())
+        .await
+        .expect("committed on row count")
+        .expect("writer alive");
+    assert_eq!(count(&engine, "SELECT count(*) FROM auth_events").await, 5);
+
+    // One row waits for the delay, then is committed.
+    let submitted = std::time::Instant::now();
+    handle
+        .submit(vec![record(5)], Vec::new())
+        .await
+        .expect("submit");
+    tokio::time::timeout(std::time::Duration::from_secs(10), published.changed())
+        .await
+        .expect("committed after the delay")
+        .expect("writer alive");
+    assert!(submitted.elapsed() >= std::time::Duration::from_millis(300));
+    assert_eq!(count(&engine, "SELECT count(*) FROM auth_events").await, 6);
+
+    // Shutdown commits what is still held.
+    handle
+        .submit(vec![record(6)], Vec::new())
+        .await
+        .expect("submit");
+    cancel.cancel();
+    task.await.expect("join").expect("writer");
+    let engine = QueryEngine::fixed(
+        Tables::open(&root, &Default::default())
+            .await
+            .expect("reopen"),
+        limits(),
+    )
+    .expect("engine");
+    assert_eq!(count(&engine, "SELECT count(*) FROM auth_events").await, 7);
+}

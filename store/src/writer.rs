@@ -342,6 +342,7 @@ async fn append(
     name: &'static str,
 ) -> Result<u64> {
     let err = StoreError::delta(name);
+    let t0 = Instant::now();
     if batch.num_rows() > 0
         && let Err(e) = writer.write(batch).await
     {
@@ -355,6 +356,7 @@ async fn append(
             return Err(err(e));
         }
     };
+    let t1 = Instant::now();
     let snapshot = table.snapshot().map_err(StoreError::delta(name))?;
     let partition_by = Some(snapshot.metadata().partition_columns().to_vec());
     let operation = DeltaOperation::Write {
@@ -370,6 +372,13 @@ async fn append(
     match outcome {
         Ok(done) => {
             table.state = Some(done.snapshot());
+            debug!(
+                table = name,
+                version = done.version(),
+                write_ms = (t1 - t0).as_millis() as u64,
+                commit_ms = t1.elapsed().as_millis() as u64,
+                "appended"
+            );
             Ok(done.version())
         }
         Err(e) => {
