@@ -29,10 +29,19 @@ BOOTSTRAP=127.0.0.1:$PORT
 
 say() { echo "kafka.sh: $*" >&2; }
 
-fetch() {
-  if [[ -f $LIBS/.complete ]]; then return; fi
+install_tools() {
+  if command -v java >/dev/null && command -v mvn >/dev/null; then return; fi
+  if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
+    say "installing Java and Maven from Debian packages"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq default-jre-headless maven >/dev/null
+  fi
   command -v java >/dev/null || { say "java not found (need 17+)"; exit 1; }
   command -v mvn >/dev/null || { say "mvn not found"; exit 1; }
+}
+
+fetch() {
+  if [[ -f $LIBS/.complete ]]; then return; fi
+  install_tools
   say "fetching Apache Kafka jars from Maven Central into $LIBS"
   rm -rf "$LIBS"
   mvn -q -B -f "$ROOT/scripts/kafka/pom.xml" dependency:copy-dependencies \

@@ -1,4 +1,5 @@
-//! The embedded default: collector + store + API in one process.
+//! The keyshift process: collector + store + API, and the Kafka consumer when
+//! `kafka.brokers` is set (`keyshift run --kafka-brokers`, `keyshift ingest`).
 //!
 //! Start-up order: tables, writer, query engine, pipeline (secret, dedup
 //! index), then the listener. Shutdown order is the reverse: stop accepting,
@@ -16,7 +17,7 @@ use axum::{Json, Router};
 use keyshift_http::{ApiError, Authenticator};
 use keyshift_ingest::Pipeline;
 use keyshift_ingest::collector::{self, CollectorState};
-use keyshift_ingest::metrics::IngestMetrics;
+use keyshift_ingest::metrics::{IngestMetrics, KafkaMetrics};
 use keyshift_metrics::SqlState;
 use keyshift_metrics::metrics::ApiMetrics;
 use keyshift_store::metrics::StoreMetrics;
@@ -74,6 +75,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
     let store_metrics = StoreMetrics::new(&registry)?;
     let ingest_metrics = IngestMetrics::new(&registry)?;
     let api_metrics = ApiMetrics::new(&registry)?;
+    let kafka_metrics = KafkaMetrics::new(&registry)?;
 
     let root = config.store_root();
     let tables = Tables::open_or_create(&root, &config.store.storage_options)
@@ -89,6 +91,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         writer_stop.clone(),
     )?;
     let engine = QueryEngine::live(writer.published(), QueryLimits::from(&config.store))?;
+    let consumer_engine = engine.clone();
     let pipeline = Arc::new(
         Pipeline::start(
             config.ingest.clone(),
@@ -125,6 +128,16 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
     let addr = listener.local_addr()?;
     info!(%addr, data_dir = %data_dir.display(), tables = %root, "keyshift listening");
 
+    let consumer = match &config.kafka.brokers {
+        None => None,
+        Some(_) => Some(tokio::spawn(keyshift_ingest::kafka::run_consumer(
+            config.kafka.clone(),
+            pipeline.clone(),
+            consumer_engine,
+            kafka_metrics,
+            shutdown.clone(),
+        ))),
+    };
     let expiry = tokio::spawn(expire_dedup(pipeline, shutdown.child_token()));
     let server_shutdown = shutdown.clone();
     let server = tokio::spawn(async move {
@@ -132,14 +145,17 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
             .with_graceful_shutdown(server_shutdown.cancelled_owned())
             .await
     });
-    let deadline = config.server.shutdown_timeout;
-    let task = tokio::spawn(supervise(
-        server,
-        writer_task,
+    let tasks = Tasks {
+        server: Some(server),
+        consumer,
+        writer: Some(writer_task),
         expiry,
+    };
+    let task = tokio::spawn(supervise(
+        tasks,
         writer_stop,
         shutdown.clone(),
-        deadline,
+        config.server.shutdown_timeout,
     ));
     drop(writer);
     Ok(Running {
@@ -149,48 +165,75 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
     })
 }
 
-async fn supervise(
-    mut server: JoinHandle<std::io::Result<()>>,
-    mut writer: JoinHandle<keyshift_store::Result<()>>,
+struct Tasks {
+    server: Option<JoinHandle<std::io::Result<()>>>,
+    consumer: Option<JoinHandle<keyshift_ingest::Result<()>>>,
+    writer: Option<JoinHandle<keyshift_store::Result<()>>>,
     expiry: JoinHandle<()>,
+}
+
+async fn join_opt<T>(handle: &mut Option<JoinHandle<T>>) -> Result<T, tokio::task::JoinError> {
+    match handle {
+        Some(h) => h.await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Runs until shutdown or the first task that ends; then stops the sources
+/// (HTTP, Kafka) so they hand over what they hold, and the writer last.
+async fn supervise(
+    mut t: Tasks,
     writer_stop: CancellationToken,
     shutdown: CancellationToken,
     deadline: Duration,
 ) -> anyhow::Result<()> {
     let mut failure: Option<anyhow::Error> = None;
     tokio::select! {
-        res = &mut server => {
-            if let Some(e) = flatten(res, "http server") {
-                failure = Some(e);
-            }
-            shutdown.cancel();
+        res = join_opt(&mut t.server) => {
+            t.server = None;
+            failure = flatten(res, "http server");
         }
-        res = &mut writer => {
-            let e = flatten(res, "store writer").unwrap_or_else(|| anyhow!("store writer stopped unexpectedly"));
-            error!(error = %e, "store writer failed; shutting down");
-            shutdown.cancel();
-            let _ = tokio::time::timeout(deadline, &mut server).await;
-            expiry.abort();
-            return Err(e);
+        res = join_opt(&mut t.consumer) => {
+            t.consumer = None;
+            failure = Some(flatten(res, "kafka consumer").unwrap_or_else(|| anyhow!("kafka consumer stopped unexpectedly")));
         }
-        () = shutdown.cancelled() => {
-            info!("shutting down: draining requests");
-            match tokio::time::timeout(deadline, &mut server).await {
-                Ok(res) => failure = flatten(res, "http server"),
-                Err(_) => failure = Some(anyhow!("requests did not drain within {deadline:?}")),
-            }
+        res = join_opt(&mut t.writer) => {
+            t.writer = None;
+            failure = Some(flatten(res, "store writer").unwrap_or_else(|| anyhow!("store writer stopped unexpectedly")));
+        }
+        () = shutdown.cancelled() => info!("shutting down: draining"),
+    }
+    if let Some(e) = &failure {
+        error!(error = %e, "a component failed; shutting down");
+    }
+    shutdown.cancel();
+    if let Some(server) = t.server.take() {
+        match tokio::time::timeout(deadline, server).await {
+            Ok(res) => merge(&mut failure, flatten(res, "http server")),
+            Err(_) => merge(
+                &mut failure,
+                Some(anyhow!("requests did not drain within {deadline:?}")),
+            ),
         }
     }
-    expiry.abort();
-    writer_stop.cancel();
-    match tokio::time::timeout(deadline, &mut writer).await {
-        Ok(res) => {
-            if let Some(e) = flatten(res, "store writer") {
-                failure.get_or_insert(e);
-            }
+    if let Some(consumer) = t.consumer.take() {
+        match tokio::time::timeout(deadline, consumer).await {
+            Ok(res) => merge(&mut failure, flatten(res, "kafka consumer")),
+            Err(_) => merge(
+                &mut failure,
+                Some(anyhow!("kafka consumer did not stop within {deadline:?}")),
+            ),
         }
-        Err(_) => {
-            failure.get_or_insert(anyhow!("store writer did not finish within {deadline:?}"));
+    }
+    t.expiry.abort();
+    writer_stop.cancel();
+    if let Some(writer) = t.writer.take() {
+        match tokio::time::timeout(deadline, writer).await {
+            Ok(res) => merge(&mut failure, flatten(res, "store writer")),
+            Err(_) => merge(
+                &mut failure,
+                Some(anyhow!("store writer did not finish within {deadline:?}")),
+            ),
         }
     }
     match failure {
@@ -199,6 +242,12 @@ async fn supervise(
             Ok(())
         }
         Some(e) => Err(e),
+    }
+}
+
+fn merge(failure: &mut Option<anyhow::Error>, new: Option<anyhow::Error>) {
+    if let Some(e) = new {
+        failure.get_or_insert(e);
     }
 }
 

@@ -11,6 +11,7 @@ use figment::Figment;
 use figment::providers::{Env, Format, Toml};
 use keyshift_http::AuthConfig;
 use keyshift_ingest::IngestConfig;
+use keyshift_ingest::kafka::KafkaConfig;
 use keyshift_store::StoreConfig;
 use serde::{Deserialize, Serialize};
 
@@ -21,6 +22,7 @@ pub struct Config {
     pub auth: AuthConfig,
     pub ingest: IngestConfig,
     pub store: StoreConfig,
+    pub kafka: KafkaConfig,
     pub log: LogConfig,
 }
 
@@ -80,6 +82,10 @@ impl Default for LogConfig {
 pub struct Overrides {
     pub listen: Option<SocketAddr>,
     pub data_dir: Option<PathBuf>,
+    pub table_uri: Option<String>,
+    pub kafka_brokers: Option<String>,
+    pub kafka_topic: Option<String>,
+    pub kafka_group: Option<String>,
 }
 
 /// Everything wrong with a configuration, one line each.
@@ -118,6 +124,18 @@ impl Config {
         if let Some(dir) = &overrides.data_dir {
             config.server.data_dir = dir.clone();
         }
+        if let Some(uri) = &overrides.table_uri {
+            config.store.uri = Some(uri.clone());
+        }
+        if let Some(b) = &overrides.kafka_brokers {
+            config.kafka.brokers = Some(b.clone());
+        }
+        if let Some(t) = &overrides.kafka_topic {
+            config.kafka.topic = t.clone();
+        }
+        if let Some(g) = &overrides.kafka_group {
+            config.kafka.group_id = g.clone();
+        }
         let errors = config.validate();
         if errors.is_empty() {
             Ok(config)
@@ -141,6 +159,7 @@ impl Config {
         errors.extend(self.auth.validate());
         errors.extend(self.ingest.validate());
         errors.extend(self.store.validate());
+        errors.extend(self.kafka.validate());
         errors
     }
 

@@ -40,6 +40,31 @@ enum Command {
         /// Data directory [default: ./keyshift-data].
         #[arg(long)]
         data_dir: Option<PathBuf>,
+        /// Also consume auth events from these Kafka brokers.
+        #[arg(long)]
+        kafka_brokers: Option<String>,
+    },
+    /// Consume auth events from Kafka into the store (with the API for
+    /// metrics, health and SQL).
+    Ingest {
+        /// Kafka bootstrap servers, `host:port,…`.
+        #[arg(long)]
+        brokers: String,
+        /// Topic [default: keyshift.auth-events].
+        #[arg(long)]
+        topic: Option<String>,
+        /// Consumer group [default: keyshift-ingest].
+        #[arg(long)]
+        group: Option<String>,
+        /// Data directory [default: ./keyshift-data].
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Table location (a directory or s3://…) instead of `<data-dir>/tables`.
+        #[arg(long)]
+        table_uri: Option<String>,
+        /// Listen address of the API [default: 127.0.0.1:8080].
+        #[arg(long)]
+        listen: Option<SocketAddr>,
     },
     /// Run one read-only SQL statement against the store.
     Sql {
@@ -101,20 +126,41 @@ fn on_signals(token: CancellationToken) {
 
 async fn main_async(cli: Cli) -> anyhow::Result<()> {
     let overrides = match &cli.command {
-        Command::Run { listen, data_dir } => Overrides {
+        Command::Run {
+            listen,
+            data_dir,
+            kafka_brokers,
+        } => Overrides {
             listen: *listen,
             data_dir: data_dir.clone(),
+            kafka_brokers: kafka_brokers.clone(),
+            ..Overrides::default()
+        },
+        Command::Ingest {
+            brokers,
+            topic,
+            group,
+            data_dir,
+            table_uri,
+            listen,
+        } => Overrides {
+            listen: *listen,
+            data_dir: data_dir.clone(),
+            table_uri: table_uri.clone(),
+            kafka_brokers: Some(brokers.clone()),
+            kafka_topic: topic.clone(),
+            kafka_group: group.clone(),
         },
         Command::Sql { data_dir, .. } => Overrides {
-            listen: None,
             data_dir: data_dir.clone(),
+            ..Overrides::default()
         },
         _ => Overrides::default(),
     };
     let config = Config::load(cli.config.as_deref(), &overrides)?;
     init_tracing(&config);
     match cli.command {
-        Command::Run { .. } => {
+        Command::Run { .. } | Command::Ingest { .. } => {
             let shutdown = CancellationToken::new();
             on_signals(shutdown.clone());
             keyshift::run(config, shutdown).await

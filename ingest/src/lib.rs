@@ -3,12 +3,14 @@
 //! The [`pipeline::Pipeline`] validates each input against schema v1,
 //! enforces RP scoping, replaces identifiers with keyed hashes, drops repeats
 //! of an `event_id` within the dedup window, and hands the result to the
-//! store's writer. Sources feed it: the HTTP collector ([`collector`]) today.
+//! store's writer. Sources feed it: the HTTP collector ([`collector`]) and
+//! the Kafka consumer ([`kafka`]).
 
 pub mod collector;
 pub mod config;
 pub mod dedup;
 mod error;
+pub mod kafka;
 pub mod metrics;
 pub mod pipeline;
 pub mod pseudonym;

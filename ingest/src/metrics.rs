@@ -1,7 +1,11 @@
 //! Ingest's Prometheus metrics. Labels: source kind, outcome, request
 //! outcome — all from fixed sets.
 
-use prometheus::{IntCounterVec, IntGauge, Opts, Registry};
+use std::time::Duration;
+
+use prometheus::{
+    Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+};
 
 #[derive(Debug, Clone)]
 pub struct IngestMetrics {
@@ -74,5 +78,110 @@ impl IngestMetrics {
 
     pub(crate) fn dedup_keys(&self, n: usize) {
         self.dedup_keys.set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+}
+
+/// Kafka source metrics. The `partition` label is bounded by the topic's
+/// partition count.
+#[derive(Debug, Clone)]
+pub struct KafkaMetrics {
+    lag: IntGaugeVec,
+    commit_seconds: Histogram,
+    rebalances: IntCounterVec,
+    replayed_dropped: IntCounter,
+    offset_gaps: IntCounter,
+    commit_conflicts: IntCounter,
+    receive_errors: IntCounter,
+}
+
+impl KafkaMetrics {
+    pub fn new(registry: &Registry) -> prometheus::Result<Self> {
+        let lag = IntGaugeVec::new(
+            Opts::new(
+                "keyshift_kafka_consumer_lag",
+                "Messages behind the partition's high watermark.",
+            ),
+            &["partition"],
+        )?;
+        let commit_seconds = Histogram::with_opts(
+            HistogramOpts::new(
+                "keyshift_kafka_commit_seconds",
+                "Time to validate and commit one batch of Kafka messages with its offsets.",
+            )
+            .buckets(vec![0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
+        )?;
+        let rebalances = IntCounterVec::new(
+            Opts::new(
+                "keyshift_kafka_rebalances_total",
+                "Partition assignments and revocations.",
+            ),
+            &["kind"],
+        )?;
+        let replayed_dropped = IntCounter::new(
+            "keyshift_kafka_replayed_dropped_total",
+            "Messages at or below a partition's stored offset, dropped on replay.",
+        )?;
+        let offset_gaps = IntCounter::new(
+            "keyshift_kafka_offset_out_of_range_total",
+            "Times a partition's next offset had left the broker (retention).",
+        )?;
+        let commit_conflicts = IntCounter::new(
+            "keyshift_kafka_commit_conflicts_total",
+            "Batches refused by the table (another writer owned the partition); re-read.",
+        )?;
+        let receive_errors = IntCounter::new(
+            "keyshift_kafka_receive_errors_total",
+            "Errors reported by the consumer (broker down, timeouts).",
+        )?;
+        registry.register(Box::new(lag.clone()))?;
+        registry.register(Box::new(commit_seconds.clone()))?;
+        registry.register(Box::new(rebalances.clone()))?;
+        registry.register(Box::new(replayed_dropped.clone()))?;
+        registry.register(Box::new(offset_gaps.clone()))?;
+        registry.register(Box::new(commit_conflicts.clone()))?;
+        registry.register(Box::new(receive_errors.clone()))?;
+        Ok(Self {
+            lag,
+            commit_seconds,
+            rebalances,
+            replayed_dropped,
+            offset_gaps,
+            commit_conflicts,
+            receive_errors,
+        })
+    }
+
+    pub fn unregistered() -> Self {
+        Self::new(&Registry::new()).unwrap_or_else(|e| unreachable!("fresh registry: {e}"))
+    }
+
+    pub(crate) fn lag(&self, partition: i32, lag: i64) {
+        self.lag
+            .with_label_values(&[&partition.to_string()])
+            .set(lag);
+    }
+
+    pub(crate) fn commit(&self, elapsed: Duration) {
+        self.commit_seconds.observe(elapsed.as_secs_f64());
+    }
+
+    pub(crate) fn rebalance(&self, kind: &'static str) {
+        self.rebalances.with_label_values(&[kind]).inc();
+    }
+
+    pub(crate) fn replayed_dropped(&self, n: u64) {
+        self.replayed_dropped.inc_by(n);
+    }
+
+    pub(crate) fn offset_gap(&self) {
+        self.offset_gaps.inc();
+    }
+
+    pub(crate) fn commit_conflict(&self) {
+        self.commit_conflicts.inc();
+    }
+
+    pub(crate) fn receive_error(&self) {
+        self.receive_errors.inc();
     }
 }

@@ -58,6 +58,22 @@ pub struct Prepared {
     summary: IngestSummary,
 }
 
+impl Prepared {
+    /// Keeps only the rejections `keep` accepts (a stream source drops the
+    /// dead letters it already recorded before a crash).
+    pub fn retain_rejected(&mut self, keep: impl Fn(&RejectedRecord) -> bool) {
+        self.rejected.retain(keep);
+    }
+
+    pub fn summary(&self) -> &IngestSummary {
+        &self.summary
+    }
+
+    pub fn rejected(&self) -> &[RejectedRecord] {
+        &self.rejected
+    }
+}
+
 #[derive(Debug)]
 pub struct Pipeline {
     cfg: IngestConfig,
@@ -66,6 +82,8 @@ pub struct Pipeline {
     dedup: Arc<DedupIndex>,
     writer: WriterHandle,
     metrics: IngestMetrics,
+    /// When the dedup index last caught up with the table.
+    dedup_synced_at: std::sync::Mutex<DateTime<Utc>>,
 }
 
 impl Pipeline {
@@ -112,6 +130,7 @@ impl Pipeline {
             dedup,
             writer,
             metrics,
+            dedup_synced_at: std::sync::Mutex::new(Utc::now()),
         }
     }
 
@@ -131,10 +150,26 @@ impl Pipeline {
         source: &Source,
         now: DateTime<Utc>,
     ) -> Prepared {
+        self.prepare_sourced(
+            principal,
+            inputs.into_iter().map(|i| (i, source.clone())),
+            now,
+        )
+    }
+
+    /// Like [`Pipeline::prepare`], each input with its own source (a stream
+    /// offset, say).
+    pub fn prepare_sourced(
+        &self,
+        principal: &Principal,
+        inputs: impl IntoIterator<Item = (Input, Source)>,
+        now: DateTime<Utc>,
+    ) -> Prepared {
         let mut summary = IngestSummary::default();
         let mut rejected = Vec::new();
-        let mut valid: Vec<(AuthEvent, DedupKey)> = Vec::with_capacity(inputs.len());
-        for (index, input) in inputs.into_iter().enumerate() {
+        let mut valid: Vec<(AuthEvent, DedupKey, Source)> = Vec::new();
+        for (index, (input, source)) in inputs.into_iter().enumerate() {
+            let source = &source;
             let value = match input {
                 Input::Json(v) => v,
                 Input::Malformed { raw, error } => {
@@ -162,7 +197,7 @@ impl Pipeline {
                         self.metrics.unknown_fields(source.kind(), ev.extra.len());
                     }
                     let key = dedup_key(&ev.rp_id, &ev.event_id);
-                    valid.push((ev, key));
+                    valid.push((ev, key, source.clone()));
                     continue;
                 }
                 Ok(ev) => (
@@ -190,13 +225,13 @@ impl Pipeline {
             });
         }
 
-        let keys: Vec<DedupKey> = valid.iter().map(|(_, k)| *k).collect();
+        let keys: Vec<DedupKey> = valid.iter().map(|(_, k, _)| *k).collect();
         let fresh = self.dedup.reserve(&keys, now);
         let mut records = Vec::with_capacity(valid.len());
         let mut reserved = Vec::with_capacity(valid.len());
-        for ((ev, key), new) in valid.into_iter().zip(fresh) {
+        for ((ev, key, source), new) in valid.into_iter().zip(fresh) {
             if new {
-                records.push(self.record(ev, now, source.clone()));
+                records.push(self.record(ev, now, source));
                 reserved.push(key);
             } else {
                 summary.duplicates += 1;
@@ -217,14 +252,26 @@ impl Pipeline {
         prepared: Prepared,
         source_kind: &'static str,
     ) -> Result<IngestSummary> {
+        self.commit_with_txns(prepared, source_kind, Vec::new())
+            .await
+    }
+
+    /// Like [`Pipeline::commit`], recording stream positions (`txn` actions)
+    /// in the same commits.
+    pub async fn commit_with_txns(
+        &self,
+        prepared: Prepared,
+        source_kind: &'static str,
+        txns: Vec<(String, i64)>,
+    ) -> Result<IngestSummary> {
         let Prepared {
             records,
             rejected,
             reserved,
             summary,
         } = prepared;
-        if (!records.is_empty() || !rejected.is_empty())
-            && let Err(e) = self.writer.write(records, rejected).await
+        if (!records.is_empty() || !rejected.is_empty() || !txns.is_empty())
+            && let Err(e) = self.writer.write_with_txns(records, rejected, txns).await
         {
             self.dedup.release(&reserved);
             return Err(e.into());
@@ -237,6 +284,37 @@ impl Pipeline {
             .events(source_kind, "rejected", summary.rejected.len());
         self.metrics.dedup_keys(self.dedup.len());
         Ok(summary)
+    }
+
+    /// Releases the dedup keys of rows that will not be committed.
+    pub fn abandon(&self, prepared: Prepared) {
+        self.dedup.release(&prepared.reserved);
+    }
+
+    /// Loads the keys other writers committed since the last sync, so that a
+    /// partition taken over from another process is deduplicated against
+    /// what that process stored.
+    pub async fn sync_dedup(&self, engine: &QueryEngine) -> Result<usize> {
+        let now = Utc::now();
+        let since = {
+            let last = self
+                .dedup_synced_at
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            // Clock skew between writers: look a little further back.
+            *last - chrono::Duration::minutes(5)
+        };
+        let n = self.dedup.load(engine, since).await?;
+        *self
+            .dedup_synced_at
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = now;
+        self.metrics.dedup_keys(self.dedup.len());
+        Ok(n)
+    }
+
+    pub fn writer(&self) -> &WriterHandle {
+        &self.writer
     }
 
     /// Forgets dedup keys older than the window.

@@ -24,7 +24,7 @@ pub use error::{Result, StoreError};
 pub use query::QueryEngine;
 pub use records::{EventRecord, RejectedRecord, Source};
 pub use tables::Tables;
-pub use writer::{CommitReceipt, Writer, WriterHandle};
+pub use writer::{CommitReceipt, TxnVersions, Writer, WriterHandle};
 
 /// Table names, as registered in DataFusion and as directory names under the root.
 pub const AUTH_EVENTS: &str = "auth_events";

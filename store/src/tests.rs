@@ -207,3 +207,78 @@ async fn unwaited_rows_flush_on_row_count_or_delay() {
     .expect("engine");
     assert_eq!(count(&engine, "SELECT count(*) FROM auth_events").await, 7);
 }
+
+/// Stream positions commit atomically with their rows, survive reloads, and a
+/// second writer with a stale view of the same position is refused.
+#[tokio::test]
+async fn txn_versions_commit_with_rows_and_fence_a_stale_writer() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path().to_str().expect("utf8").to_owned();
+    let open = || async {
+        let tables = Tables::open_or_create(&root, &Default::default())
+            .await
+            .expect("open");
+        Writer::spawn(
+            tables,
+            StoreConfig::default(),
+            StoreMetrics::unregistered(),
+            CancellationToken::new(),
+        )
+        .expect("spawn")
+    };
+    let (first, _t1) = open().await;
+    let (second, _t2) = open().await;
+    let app = "keyshift-topic-0".to_owned();
+    assert_eq!(
+        first.refresh(vec![app.clone()]).await.expect("refresh")[&app],
+        Default::default()
+    );
+    assert_eq!(
+        second.refresh(vec![app.clone()]).await.expect("refresh")[&app],
+        Default::default()
+    );
+
+    let rejected = RejectedRecord {
+        received_at: Utc::now(),
+        source: Source::Kafka {
+            topic: "topic".into(),
+            partition: 0,
+            offset: 3,
+        },
+        rp_id: None,
+        event_id: None,
+        error: "malformed".into(),
+        error_pointer: None,
+        raw: "{".into(),
+        raw_truncated: false,
+        raw_size: 1,
+    };
+    first
+        .write_with_txns(
+            (0..3).map(record).collect(),
+            vec![rejected],
+            vec![(app.clone(), 10)],
+        )
+        .await
+        .expect("first writer commits");
+
+    // The second writer last read the table before that commit.
+    let stale = second
+        .write_with_txns(vec![record(100)], Vec::new(), vec![(app.clone(), 12)])
+        .await;
+    assert!(
+        stale.is_err(),
+        "a writer with a stale position must be refused"
+    );
+
+    let seen = second.refresh(vec![app.clone()]).await.expect("refresh")[&app];
+    assert_eq!(
+        seen,
+        crate::TxnVersions {
+            events: Some(10),
+            rejected: Some(10)
+        }
+    );
+    let engine = QueryEngine::live(second.published(), limits()).expect("engine");
+    assert_eq!(count(&engine, "SELECT count(*) FROM auth_events").await, 3);
+}

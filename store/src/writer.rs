@@ -56,10 +56,29 @@ impl Request {
     }
 }
 
+/// Stream positions recorded in the tables for one application id.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TxnVersions {
+    /// In `auth_events`: everything up to here is stored.
+    pub events: Option<i64>,
+    /// In `rejected_events`: every rejection up to here is recorded.
+    pub rejected: Option<i64>,
+}
+
+enum Msg {
+    Write(Request),
+    /// Commit what is pending, reload both tables from storage (picking up
+    /// other writers' commits) and report the `txn` versions of `app_ids`.
+    Refresh {
+        app_ids: Vec<String>,
+        reply: oneshot::Sender<Result<HashMap<String, TxnVersions>>>,
+    },
+}
+
 /// Cheap, clonable handle for submitting writes.
 #[derive(Debug, Clone)]
 pub struct WriterHandle {
-    tx: mpsc::Sender<Request>,
+    tx: mpsc::Sender<Msg>,
     published: watch::Receiver<Arc<Published>>,
 }
 
@@ -90,7 +109,19 @@ impl WriterHandle {
             ack: Some(ack),
         };
         self.tx
-            .send(req)
+            .send(Msg::Write(req))
+            .await
+            .map_err(|_| StoreError::WriterClosed)?;
+        done.await.map_err(|_| StoreError::WriterClosed)?
+    }
+
+    /// Reloads the tables and returns the recorded stream positions of
+    /// `app_ids` (see [`TxnVersions`]). Anything submitted before is
+    /// committed first.
+    pub async fn refresh(&self, app_ids: Vec<String>) -> Result<HashMap<String, TxnVersions>> {
+        let (reply, done) = oneshot::channel();
+        self.tx
+            .send(Msg::Refresh { app_ids, reply })
             .await
             .map_err(|_| StoreError::WriterClosed)?;
         done.await.map_err(|_| StoreError::WriterClosed)?
@@ -109,7 +140,7 @@ impl WriterHandle {
             ack: None,
         };
         self.tx
-            .send(req)
+            .send(Msg::Write(req))
             .await
             .map_err(|_| StoreError::WriterClosed)
     }
@@ -178,39 +209,38 @@ impl Writer {
         ))
     }
 
-    async fn run(
-        mut self,
-        mut rx: mpsc::Receiver<Request>,
-        cancel: CancellationToken,
-    ) -> Result<()> {
+    async fn run(mut self, mut rx: mpsc::Receiver<Msg>, cancel: CancellationToken) -> Result<()> {
         let mut pending: Vec<Request> = Vec::new();
         let mut rows = 0usize;
         let mut deadline: Option<tokio::time::Instant> = None;
         loop {
             let mut closed = false;
+            let mut refreshes = Vec::new();
+            let mut take = |msg: Msg, pending: &mut Vec<Request>, rows: &mut usize| match msg {
+                Msg::Write(req) => {
+                    *rows += req.rows();
+                    pending.push(req);
+                }
+                Msg::Refresh { app_ids, reply } => refreshes.push((app_ids, reply)),
+            };
             tokio::select! {
                 biased;
                 () = cancel.cancelled() => {
                     rx.close();
-                    while let Some(req) = rx.recv().await {
-                        rows += req.rows();
-                        pending.push(req);
+                    while let Some(msg) = rx.recv().await {
+                        take(msg, &mut pending, &mut rows);
                     }
                     closed = true;
                 }
-                req = rx.recv() => match req {
-                    Some(req) => {
+                msg = rx.recv() => match msg {
+                    Some(msg) => {
                         if pending.is_empty() {
                             deadline = Some(tokio::time::Instant::now() + self.cfg.flush_max_delay);
                         }
-                        rows += req.rows();
-                        pending.push(req);
+                        take(msg, &mut pending, &mut rows);
                         while rows < self.cfg.flush_max_rows {
                             match rx.try_recv() {
-                                Ok(req) => {
-                                    rows += req.rows();
-                                    pending.push(req);
-                                }
+                                Ok(msg) => take(msg, &mut pending, &mut rows),
                                 Err(_) => break,
                             }
                         }
@@ -222,18 +252,54 @@ impl Writer {
             let due = deadline.is_some_and(|d| d <= tokio::time::Instant::now());
             let waited_on = pending.iter().any(|r| r.ack.is_some());
             if !pending.is_empty()
-                && (closed || due || waited_on || rows >= self.cfg.flush_max_rows)
+                && (closed
+                    || due
+                    || waited_on
+                    || !refreshes.is_empty()
+                    || rows >= self.cfg.flush_max_rows)
             {
                 let batch = std::mem::take(&mut pending);
                 rows = 0;
                 deadline = None;
                 self.flush(batch).await?;
             }
+            if pending.is_empty() {
+                deadline = None;
+            }
+            for (app_ids, reply) in refreshes {
+                let _ = reply.send(self.refresh(&app_ids).await);
+            }
             if closed {
                 info!("store writer stopped");
                 return Ok(());
             }
         }
+    }
+
+    async fn refresh(&mut self, app_ids: &[String]) -> Result<HashMap<String, TxnVersions>> {
+        self.tables
+            .events
+            .update_state()
+            .await
+            .map_err(StoreError::delta(AUTH_EVENTS))?;
+        self.tables
+            .rejected
+            .update_state()
+            .await
+            .map_err(StoreError::delta(REJECTED_EVENTS))?;
+        let mut out = HashMap::with_capacity(app_ids.len());
+        for app in app_ids {
+            let events = txn_version(&self.tables.events, app, AUTH_EVENTS).await?;
+            let rejected = txn_version(&self.tables.rejected, app, REJECTED_EVENTS).await?;
+            out.insert(app.clone(), TxnVersions { events, rejected });
+        }
+        // Read before send_replace: holding the borrow across it deadlocks.
+        let last_commit_at = self.published.borrow().last_commit_at;
+        self.published.send_replace(Arc::new(Published {
+            tables: self.tables.clone(),
+            last_commit_at,
+        }));
+        Ok(out)
     }
 
     /// Commits one group. Failures go to the callers that wait; a failure
@@ -297,6 +363,15 @@ impl Writer {
         txns: HashMap<String, i64>,
     ) -> Result<CommitReceipt> {
         let mut receipt = CommitReceipt::default();
+        let txns: Vec<Transaction> = txns
+            .into_iter()
+            .map(|(app, v)| {
+                Transaction::new_with_last_update(app, v, Some(Utc::now().timestamp_millis()))
+            })
+            .collect();
+        // Rejections first, carrying the same stream positions: after a crash
+        // between the two commits, the rejected table is ahead, so replayed
+        // dead letters are recognised and not recorded twice.
         if !rejected.is_empty() {
             let batch = rejected_to_batch(rejected)?;
             receipt.rejected_version = Some(
@@ -304,7 +379,7 @@ impl Writer {
                     &mut self.rejected_writer,
                     &mut self.tables.rejected,
                     batch,
-                    Vec::new(),
+                    txns.clone(),
                     REJECTED_EVENTS,
                 )
                 .await?,
@@ -312,12 +387,6 @@ impl Writer {
         }
         if !events.is_empty() || !txns.is_empty() {
             let batch = events_to_batch(events)?;
-            let txns = txns
-                .into_iter()
-                .map(|(app, v)| {
-                    Transaction::new_with_last_update(app, v, Some(Utc::now().timestamp_millis()))
-                })
-                .collect();
             receipt.events_version = Some(
                 append(
                     &mut self.events_writer,
@@ -390,6 +459,15 @@ async fn append(
             Err(err(e))
         }
     }
+}
+
+async fn txn_version(table: &DeltaTable, app: &str, name: &'static str) -> Result<Option<i64>> {
+    table
+        .snapshot()
+        .map_err(StoreError::delta(name))?
+        .transaction_version(table.log_store().as_ref(), app)
+        .await
+        .map_err(StoreError::delta(name))
 }
 
 async fn sleep_until(deadline: Option<tokio::time::Instant>) {

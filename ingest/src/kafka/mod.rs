@@ -1,0 +1,112 @@
+//! The Kafka source: a consumer-group member that feeds the pipeline and
+//! records each partition's position in the same Delta commit as its rows.
+//!
+//! Effectively-once, in short: positions live in the table (`txn` actions,
+//! app id `keyshift-<topic>-<partition>`), not only in Kafka. On assignment a
+//! partition is repositioned from the table; anything at or below the stored
+//! position is dropped; a commit that races another writer for the same
+//! partition is refused by Delta's conflict check and the loser starts over
+//! from the table. Offsets are committed to Kafka too, after the Delta commit,
+//! so that standard lag tools work.
+
+mod consumer;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+pub use consumer::run_consumer;
+
+/// What to do when a partition's next offset is no longer on the broker
+/// (retention deleted it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OffsetPolicy {
+    /// Resume from the oldest retained message (the gap is lost data, logged
+    /// and counted).
+    #[default]
+    Earliest,
+    /// Resume from the newest message.
+    Latest,
+    /// Stop ingesting (exit with an error) and let an operator decide.
+    Stop,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaConfig {
+    /// `host:port,…`. Unset: no Kafka source.
+    pub brokers: Option<String>,
+    pub topic: String,
+    pub group_id: String,
+    /// Also produce invalid messages here (original bytes, error in headers).
+    pub dlq_topic: Option<String>,
+    /// Where a partition with no recorded position starts.
+    pub start_from: StartFrom,
+    pub offset_out_of_range: OffsetPolicy,
+    /// Commit when this many messages are buffered.
+    pub max_batch_messages: usize,
+    /// Commit at least this often while messages are buffered.
+    #[serde(with = "humantime_serde")]
+    pub max_batch_delay: Duration,
+    /// librdkafka's fetch buffer (`queued.max.messages.kbytes`), in KiB.
+    pub fetch_buffer_kib: usize,
+    /// Further librdkafka properties (security, timeouts), passed through.
+    pub librdkafka: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StartFrom {
+    #[default]
+    Earliest,
+    Latest,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        Self {
+            brokers: None,
+            topic: "keyshift.auth-events".to_owned(),
+            group_id: "keyshift-ingest".to_owned(),
+            dlq_topic: None,
+            start_from: StartFrom::Earliest,
+            offset_out_of_range: OffsetPolicy::Earliest,
+            max_batch_messages: 20_000,
+            max_batch_delay: Duration::from_secs(1),
+            fetch_buffer_kib: 32 * 1024,
+            librdkafka: BTreeMap::new(),
+        }
+    }
+}
+
+impl KafkaConfig {
+    pub fn validate(&self) -> Vec<String> {
+        let mut errors = Vec::new();
+        if self.brokers.as_ref().is_some_and(|b| b.trim().is_empty()) {
+            errors.push("kafka.brokers must not be empty when set".to_owned());
+        }
+        if self.topic.is_empty() {
+            errors.push("kafka.topic must not be empty".to_owned());
+        }
+        if self.group_id.is_empty() {
+            errors.push("kafka.group_id must not be empty".to_owned());
+        }
+        if self.max_batch_messages == 0 {
+            errors.push("kafka.max_batch_messages must be at least 1".to_owned());
+        }
+        if self.max_batch_delay.is_zero() {
+            errors.push("kafka.max_batch_delay must be more than 0".to_owned());
+        }
+        if self.fetch_buffer_kib < 1024 {
+            errors.push("kafka.fetch_buffer_kib must be at least 1024".to_owned());
+        }
+        errors
+    }
+}
+
+/// The `txn` app id that records a partition's position.
+pub fn app_id(topic: &str, partition: i32) -> String {
+    format!("keyshift-{topic}-{partition}")
+}

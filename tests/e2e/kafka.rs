@@ -1,0 +1,252 @@
+//! Kafka ingest against a real Apache Kafka broker (scripts/kafka.sh).
+//!
+//! The broker address comes from `KEYSHIFT_TEST_KAFKA` (scripts/test.sh
+//! starts a broker and sets it). Without it the tests are skipped, loudly,
+//! except under CI, where they fail.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use keyshift_store::query::QueryLimits;
+use keyshift_store::{QueryEngine, StoreConfig, Tables};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use serde_json::Value;
+
+use crate::common::event;
+
+fn brokers() -> Option<String> {
+    match std::env::var("KEYSHIFT_TEST_KAFKA") {
+        Ok(b) if !b.is_empty() => Some(b),
+        _ if std::env::var_os("CI").is_some() => {
+            panic!(
+                "KEYSHIFT_TEST_KAFKA is not set: in CI the Kafka tests must run (scripts/test.sh starts the broker)"
+            )
+        }
+        _ => {
+            eprintln!(
+                "\n*** SKIPPED: Kafka test — KEYSHIFT_TEST_KAFKA is not set. Run scripts/test.sh, or \
+                 scripts/kafka.sh start and KEYSHIFT_TEST_KAFKA=127.0.0.1:9092. ***\n"
+            );
+            None
+        }
+    }
+}
+
+async fn create_topic(brokers: &str, topic: &str, partitions: i32) {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .expect("admin client");
+    let results = admin
+        .create_topics(
+            &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
+            &AdminOptions::new(),
+        )
+        .await
+        .expect("create topic");
+    for r in results {
+        r.expect("topic created");
+    }
+}
+
+fn producer(brokers: &str) -> FutureProducer {
+    ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "20")
+        .set("queue.buffering.max.messages", "1000000")
+        .create()
+        .expect("producer")
+}
+
+/// Produces `n` distinct valid events, plus re-sends of 1% of them (same
+/// event_id) and 1% invalid messages, keyed by user. Returns the counts.
+async fn produce_mix(p: &FutureProducer, topic: &str, run: &str, n: usize) -> (usize, usize) {
+    let mut futures = Vec::with_capacity(n + n / 50);
+    let mut invalid = 0;
+    for i in 0..n {
+        let user = format!("user-{}", i % 5000);
+        let e = event(&format!("{run}-{i}"), &user, "login.example.com");
+        futures.push(
+            p.send_result(FutureRecord::to(topic).key(&user).payload(&e.to_string()))
+                .expect("queue"),
+        );
+        if i % 100 == 50 {
+            // A producer retry: the same event again.
+            futures.push(
+                p.send_result(FutureRecord::to(topic).key(&user).payload(&e.to_string()))
+                    .expect("queue"),
+            );
+        }
+        if i % 100 == 75 {
+            let bad: Value = if invalid % 2 == 0 {
+                let mut b = e.clone();
+                b["event_id"] = Value::from(format!("{run}-bad-{i}"));
+                b["data"]["credential"]["backup_eligible"] = Value::from(false);
+                b
+            } else {
+                Value::from("not an event")
+            };
+            invalid += 1;
+            let payload = if invalid % 3 == 0 {
+                "{truncated".to_owned()
+            } else {
+                bad.to_string()
+            };
+            futures.push(
+                p.send_result(FutureRecord::to(topic).key(&user).payload(&payload))
+                    .expect("queue"),
+            );
+        }
+    }
+    for f in futures {
+        f.await.expect("delivery").expect("acked");
+    }
+    (n, invalid)
+}
+
+struct Ingest {
+    child: Child,
+}
+
+impl Ingest {
+    fn start(brokers: &str, topic: &str, group: &str, data_dir: &Path) -> Ingest {
+        let child = Command::new(env!("CARGO_BIN_EXE_keyshift"))
+            .args([
+                "ingest",
+                "--brokers",
+                brokers,
+                "--topic",
+                topic,
+                "--group",
+                group,
+                "--listen",
+                "127.0.0.1:0",
+            ])
+            .arg("--data-dir")
+            .arg(data_dir)
+            .env("KEYSHIFT__KAFKA__MAX_BATCH_DELAY", "200ms")
+            .env("KEYSHIFT__KAFKA__MAX_BATCH_MESSAGES", "5000")
+            .env("RUST_LOG", "warn,keyshift=info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn keyshift ingest");
+        Ingest { child }
+    }
+
+    fn kill(mut self) {
+        let _ = self.child.kill(); // SIGKILL
+        let _ = self.child.wait();
+    }
+
+    fn stop(mut self) {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let status = self.child.wait().expect("wait");
+        assert!(status.success(), "ingest exited with {status}");
+    }
+}
+
+async fn counts(data_dir: &Path) -> (i64, i64, i64) {
+    let root = data_dir.join("tables");
+    let Ok(tables) = Tables::open(root.to_str().expect("utf8"), &Default::default()).await else {
+        return (0, 0, 0);
+    };
+    let engine =
+        QueryEngine::fixed(tables, QueryLimits::from(&StoreConfig::default())).expect("engine");
+    let one = |sql: &'static str| {
+        let engine = engine.clone();
+        async move {
+            let out = engine.sql(sql).await.expect("query");
+            let rows = keyshift_metrics::batches_to_rows(&out.batches).expect("rows");
+            rows[0]
+                .as_object()
+                .and_then(|o| o.values().next().cloned())
+                .and_then(|v| v.as_i64())
+                .unwrap_or(0)
+        }
+    };
+    (
+        one("SELECT count(*) FROM auth_events").await,
+        one("SELECT count(DISTINCT event_id) FROM auth_events").await,
+        one("SELECT count(*) FROM rejected_events").await,
+    )
+}
+
+/// Waits until the tables hold `events` and `rejected` rows (or the deadline).
+async fn wait_for(
+    data_dir: &Path,
+    events: i64,
+    rejected: i64,
+    within: Duration,
+) -> (i64, i64, i64) {
+    let start = Instant::now();
+    loop {
+        let c = counts(data_dir).await;
+        if (c.0 >= events && c.2 >= rejected) || start.elapsed() > within {
+            return c;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}", chrono::Utc::now().timestamp_micros())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exact_counts_with_resends_and_invalid_messages() {
+    let Some(brokers) = brokers() else { return };
+    let topic = unique("ks-exact");
+    create_topic(&brokers, &topic, 4).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = producer(&brokers);
+    let (valid, invalid) = produce_mix(&p, &topic, &topic, 200_000).await;
+    let ingest = Ingest::start(&brokers, &topic, &unique("g"), dir.path());
+    let c = wait_for(
+        dir.path(),
+        valid as i64,
+        invalid as i64,
+        Duration::from_secs(600),
+    )
+    .await;
+    ingest.stop();
+    let c2 = counts(dir.path()).await;
+    assert_eq!(c, c2, "nothing arrived after the counts settled");
+    assert_eq!(c, (valid as i64, valid as i64, invalid as i64));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exact_counts_through_five_sigkills() {
+    let Some(brokers) = brokers() else { return };
+    let topic = unique("ks-kill");
+    create_topic(&brokers, &topic, 4).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let group = unique("g");
+    let p = producer(&brokers);
+    let (valid, invalid) = produce_mix(&p, &topic, &topic, 200_000).await;
+    // Kill at five points spread over the run: whenever the table has grown
+    // past the next threshold, SIGKILL and restart.
+    for k in 1..=5 {
+        let ingest = Ingest::start(&brokers, &topic, &group, dir.path());
+        let threshold = (valid as i64) * k / 7;
+        wait_for(dir.path(), threshold, 0, Duration::from_secs(600)).await;
+        ingest.kill();
+    }
+    let ingest = Ingest::start(&brokers, &topic, &group, dir.path());
+    let c = wait_for(
+        dir.path(),
+        valid as i64,
+        invalid as i64,
+        Duration::from_secs(600),
+    )
+    .await;
+    ingest.stop();
+    assert_eq!(c, (valid as i64, valid as i64, invalid as i64));
+}
