@@ -18,6 +18,10 @@ use serde_json::Value;
 
 use crate::common::event;
 
+/// The Kafka tests share one broker and one of them restarts it: run them
+/// one at a time.
+static BROKER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 fn brokers() -> Option<String> {
     match std::env::var("KEYSHIFT_TEST_KAFKA") {
         Ok(b) if !b.is_empty() => Some(b),
@@ -203,12 +207,14 @@ fn unique(prefix: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exact_counts_with_resends_and_invalid_messages() {
     let Some(brokers) = brokers() else { return };
+    let _broker = BROKER.lock().await;
     let topic = unique("ks-exact");
     create_topic(&brokers, &topic, 4).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let p = producer(&brokers);
     let (valid, invalid) = produce_mix(&p, &topic, &topic, 200_000).await;
-    let ingest = Ingest::start(&brokers, &topic, &unique("g"), dir.path());
+    let group = unique("g");
+    let ingest = Ingest::start(&brokers, &topic, &group, dir.path());
     let c = wait_for(
         dir.path(),
         valid as i64,
@@ -216,6 +222,10 @@ async fn exact_counts_with_resends_and_invalid_messages() {
         Duration::from_secs(600),
     )
     .await;
+    // Offsets reach Kafka after the Delta commit: standard tooling
+    // (kafka-consumer-groups) sees the group catch up.
+    let lag = wait_for_zero_lag(&brokers, &group, Duration::from_secs(60));
+    assert_eq!(lag, Some(0), "kafka-consumer-groups should report no lag");
     ingest.stop();
     let c2 = counts(dir.path()).await;
     assert_eq!(c, c2, "nothing arrived after the counts settled");
@@ -225,6 +235,7 @@ async fn exact_counts_with_resends_and_invalid_messages() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exact_counts_through_five_sigkills() {
     let Some(brokers) = brokers() else { return };
+    let _broker = BROKER.lock().await;
     let topic = unique("ks-kill");
     create_topic(&brokers, &topic, 4).await;
     let dir = tempfile::tempdir().expect("tempdir");
@@ -249,4 +260,129 @@ async fn exact_counts_through_five_sigkills() {
     .await;
     ingest.stop();
     assert_eq!(c, (valid as i64, valid as i64, invalid as i64));
+}
+
+/// Runs scripts/kafka.sh against the test broker.
+fn kafka_sh(brokers: &str, args: &[&str]) -> std::process::Output {
+    let port = brokers.rsplit(':').next().unwrap_or("9092");
+    Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/kafka.sh"))
+        .args(args)
+        .env("KEYSHIFT_KAFKA_PORT", port)
+        .output()
+        .expect("scripts/kafka.sh")
+}
+
+/// Total lag of `group` as `kafka-consumer-groups --describe` prints it,
+/// polled until it is 0 or the deadline passes.
+fn wait_for_zero_lag(brokers: &str, group: &str, within: Duration) -> Option<i64> {
+    let start = Instant::now();
+    let mut last = None;
+    while start.elapsed() < within {
+        let out = kafka_sh(
+            brokers,
+            &["consumer-groups", "--describe", "--group", group],
+        );
+        let text = String::from_utf8_lossy(&out.stdout);
+        let mut lines = text.lines().filter(|l| !l.trim().is_empty());
+        let header: Vec<&str> = lines
+            .by_ref()
+            .find(|l| l.contains("LAG"))
+            .map(|h| h.split_whitespace().collect())
+            .unwrap_or_default();
+        if let Some(col) = header.iter().position(|h| *h == "LAG") {
+            let lags: Vec<Option<i64>> = lines
+                .map(|l| l.split_whitespace().nth(col).and_then(|v| v.parse().ok()))
+                .collect();
+            if !lags.is_empty() && lags.iter().all(Option::is_some) {
+                let total = lags.iter().flatten().sum();
+                last = Some(total);
+                if total == 0 {
+                    return last;
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    last
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exact_counts_through_a_rebalance_and_a_killed_member() {
+    let Some(brokers) = brokers() else { return };
+    let _broker = BROKER.lock().await;
+    let topic = unique("ks-rebalance");
+    create_topic(&brokers, &topic, 4).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let group = unique("g");
+    let p = producer(&brokers);
+    let (valid, invalid) = produce_mix(&p, &topic, &topic, 200_000).await;
+    let first = Ingest::start(&brokers, &topic, &group, dir.path());
+    wait_for(dir.path(), valid as i64 / 5, 0, Duration::from_secs(600)).await;
+    // A second member joins mid-stream: the group rebalances.
+    let second = Ingest::start(&brokers, &topic, &group, dir.path());
+    wait_for(
+        dir.path(),
+        valid as i64 * 3 / 5,
+        0,
+        Duration::from_secs(600),
+    )
+    .await;
+    // The first dies without leaving the group; its partitions move after
+    // the session timeout.
+    first.kill();
+    let c = wait_for(
+        dir.path(),
+        valid as i64,
+        invalid as i64,
+        Duration::from_secs(600),
+    )
+    .await;
+    second.stop();
+    assert_eq!(c, (valid as i64, valid as i64, invalid as i64));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingestion_resumes_after_a_broker_restart() {
+    let Some(brokers) = brokers() else { return };
+    let _broker = BROKER.lock().await;
+    let topic = unique("ks-restart");
+    create_topic(&brokers, &topic, 4).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = producer(&brokers);
+    let (first_half, invalid_a) = produce_mix(&p, &topic, &format!("{topic}-a"), 100_000).await;
+    let ingest = Ingest::start(&brokers, &topic, &unique("g"), dir.path());
+    wait_for(
+        dir.path(),
+        first_half as i64 / 3,
+        0,
+        Duration::from_secs(600),
+    )
+    .await;
+
+    let stop = kafka_sh(&brokers, &["stop"]);
+    assert!(
+        stop.status.success(),
+        "{}",
+        String::from_utf8_lossy(&stop.stderr)
+    );
+    let start = kafka_sh(&brokers, &["start"]);
+    assert!(
+        start.status.success(),
+        "{}",
+        String::from_utf8_lossy(&start.stderr)
+    );
+
+    // More data after the restart; the same ingest process must pick it up.
+    let (second_half, invalid_b) =
+        produce_mix(&producer(&brokers), &topic, &format!("{topic}-b"), 100_000).await;
+    let want = (first_half + second_half) as i64;
+    let c = wait_for(
+        dir.path(),
+        want,
+        (invalid_a + invalid_b) as i64,
+        Duration::from_secs(600),
+    )
+    .await;
+    ingest.stop();
+    assert_eq!(c, (want, want, (invalid_a + invalid_b) as i64));
 }
