@@ -188,20 +188,25 @@ async fn supervise(
     deadline: Duration,
 ) -> anyhow::Result<()> {
     let mut failure: Option<anyhow::Error> = None;
+    // A task that ends cleanly after shutdown began is not a failure: the
+    // sources drop their writer handles while draining, which ends the writer.
+    let unexpected =
+        |what: &str| (!shutdown.is_cancelled()).then(|| anyhow!("{what} stopped unexpectedly"));
     tokio::select! {
+        biased;
+        () = shutdown.cancelled() => info!("shutting down: draining"),
         res = join_opt(&mut t.server) => {
             t.server = None;
-            failure = flatten(res, "http server");
+            failure = flatten(res, "http server").or_else(|| unexpected("http server"));
         }
         res = join_opt(&mut t.consumer) => {
             t.consumer = None;
-            failure = Some(flatten(res, "kafka consumer").unwrap_or_else(|| anyhow!("kafka consumer stopped unexpectedly")));
+            failure = flatten(res, "kafka consumer").or_else(|| unexpected("kafka consumer"));
         }
         res = join_opt(&mut t.writer) => {
             t.writer = None;
-            failure = Some(flatten(res, "store writer").unwrap_or_else(|| anyhow!("store writer stopped unexpectedly")));
+            failure = flatten(res, "store writer").or_else(|| unexpected("store writer"));
         }
-        () = shutdown.cancelled() => info!("shutting down: draining"),
     }
     if let Some(e) = &failure {
         error!(error = %e, "a component failed; shutting down");
