@@ -104,13 +104,7 @@ fn parse_body(bytes: &[u8], kind: BodyKind, max_events: usize) -> ApiResult<Vec<
                         .count();
                     return Err(too_many(total, max_events));
                 }
-                items.push(match serde_json::from_slice::<Value>(line) {
-                    Ok(v) => Input::Json(v),
-                    Err(e) => Input::Malformed {
-                        raw: line.to_vec(),
-                        error: e.to_string(),
-                    },
-                });
+                items.push(Input::parse(line));
             }
             Ok(items)
         }

@@ -30,6 +30,20 @@ pub enum Input {
     Malformed { raw: Vec<u8>, error: String },
 }
 
+impl Input {
+    /// One item's bytes (an NDJSON line, a Kafka message), parsed or kept
+    /// as malformed.
+    pub fn parse(bytes: &[u8]) -> Self {
+        match serde_json::from_slice(bytes) {
+            Ok(v) => Input::Json(v),
+            Err(e) => Input::Malformed {
+                raw: bytes.to_vec(),
+                error: e.to_string(),
+            },
+        }
+    }
+}
+
 /// One refused item in a response.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Rejection {
@@ -63,10 +77,6 @@ impl Prepared {
     /// dead letters it already recorded before a crash).
     pub fn retain_rejected(&mut self, keep: impl Fn(&RejectedRecord) -> bool) {
         self.rejected.retain(keep);
-    }
-
-    pub fn summary(&self) -> &IngestSummary {
-        &self.summary
     }
 
     pub fn rejected(&self) -> &[RejectedRecord] {
@@ -284,11 +294,6 @@ impl Pipeline {
             .events(source_kind, "rejected", summary.rejected.len());
         self.metrics.dedup_keys(self.dedup.len());
         Ok(summary)
-    }
-
-    /// Releases the dedup keys of rows that will not be committed.
-    pub fn abandon(&self, prepared: Prepared) {
-        self.dedup.release(&prepared.reserved);
     }
 
     /// Loads the keys other writers committed since the last sync, so that a

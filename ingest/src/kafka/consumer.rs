@@ -106,30 +106,40 @@ struct Loop {
     first_buffered_at: Option<tokio::time::Instant>,
 }
 
-fn client_config(cfg: &KafkaConfig, brokers: &str) -> ClientConfig {
+/// librdkafka settings for one client: the brokers, then `ours`, then the
+/// operator's `kafka.librdkafka` passthrough, which wins.
+fn client_config(cfg: &KafkaConfig, brokers: &str, ours: &[(&str, &str)]) -> ClientConfig {
     let mut c = ClientConfig::new();
-    c.set("bootstrap.servers", brokers)
-        .set("group.id", &cfg.group_id)
-        .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false")
-        .set(
-            "auto.offset.reset",
-            match cfg.start_from {
-                StartFrom::Earliest => "earliest",
-                StartFrom::Latest => "latest",
-            },
-        )
-        .set(
-            "queued.max.messages.kbytes",
-            cfg.fetch_buffer_kib.to_string(),
-        )
-        .set("statistics.interval.ms", "5000")
-        .set("session.timeout.ms", "10000")
-        .set("heartbeat.interval.ms", "2000");
+    c.set("bootstrap.servers", brokers);
+    for (k, v) in ours {
+        c.set(*k, *v);
+    }
     for (k, v) in &cfg.librdkafka {
         c.set(k, v);
     }
     c
+}
+
+fn consumer_config(cfg: &KafkaConfig, brokers: &str) -> ClientConfig {
+    let fetch_buffer = cfg.fetch_buffer_kib.to_string();
+    let reset = match cfg.start_from {
+        StartFrom::Earliest => "earliest",
+        StartFrom::Latest => "latest",
+    };
+    client_config(
+        cfg,
+        brokers,
+        &[
+            ("group.id", &cfg.group_id),
+            ("enable.auto.commit", "false"),
+            ("enable.auto.offset.store", "false"),
+            ("auto.offset.reset", reset),
+            ("queued.max.messages.kbytes", &fetch_buffer),
+            ("statistics.interval.ms", "5000"),
+            ("session.timeout.ms", "10000"),
+            ("heartbeat.interval.ms", "2000"),
+        ],
+    )
 }
 
 /// Consumes until `shutdown`, then commits what it holds and leaves the group.
@@ -150,22 +160,21 @@ pub async fn run_consumer(
         events: Mutex::new(Vec::new()),
         metrics: metrics.clone(),
     };
-    let consumer: StreamConsumer<Ctx> = client_config(&cfg, &brokers)
+    let consumer: StreamConsumer<Ctx> = consumer_config(&cfg, &brokers)
         .create_with_context(ctx)
         .map_err(kafka)?;
     consumer.subscribe(&[&cfg.topic]).map_err(kafka)?;
     let dlq = match &cfg.dlq_topic {
         None => None,
-        Some(_) => {
-            let mut p = ClientConfig::new();
-            p.set("bootstrap.servers", &brokers)
-                .set("enable.idempotence", "true")
-                .set("acks", "all");
-            for (k, v) in &cfg.librdkafka {
-                p.set(k, v);
-            }
-            Some(p.create::<FutureProducer>().map_err(kafka)?)
-        }
+        Some(_) => Some(
+            client_config(
+                &cfg,
+                &brokers,
+                &[("enable.idempotence", "true"), ("acks", "all")],
+            )
+            .create::<FutureProducer>()
+            .map_err(kafka)?,
+        ),
     };
     info!(topic = %cfg.topic, group = %cfg.group_id, %brokers, "kafka consumer started");
     let mut state = Loop {
@@ -375,13 +384,7 @@ impl Loop {
         let items: Vec<(Input, Source)> = buffer
             .into_iter()
             .map(|b| {
-                let input = match serde_json::from_slice(&b.payload) {
-                    Ok(v) => Input::Json(v),
-                    Err(e) => Input::Malformed {
-                        raw: b.payload.clone(),
-                        error: e.to_string(),
-                    },
-                };
+                let input = Input::parse(&b.payload);
                 if self.dlq.is_some() {
                     originals.insert((b.partition, b.offset), b.payload);
                 }
