@@ -212,41 +212,39 @@ async fn supervise(
         error!(error = %e, "a component failed; shutting down");
     }
     shutdown.cancel();
-    if let Some(server) = t.server.take() {
-        match tokio::time::timeout(deadline, server).await {
-            Ok(res) => merge(&mut failure, flatten(res, "http server")),
-            Err(_) => merge(
-                &mut failure,
-                Some(anyhow!("requests did not drain within {deadline:?}")),
-            ),
-        }
-    }
-    if let Some(consumer) = t.consumer.take() {
-        match tokio::time::timeout(deadline, consumer).await {
-            Ok(res) => merge(&mut failure, flatten(res, "kafka consumer")),
-            Err(_) => merge(
-                &mut failure,
-                Some(anyhow!("kafka consumer did not stop within {deadline:?}")),
-            ),
-        }
-    }
+    merge(
+        &mut failure,
+        drain(t.server.take(), deadline, "http server").await,
+    );
+    merge(
+        &mut failure,
+        drain(t.consumer.take(), deadline, "kafka consumer").await,
+    );
     t.expiry.abort();
     writer_stop.cancel();
-    if let Some(writer) = t.writer.take() {
-        match tokio::time::timeout(deadline, writer).await {
-            Ok(res) => merge(&mut failure, flatten(res, "store writer")),
-            Err(_) => merge(
-                &mut failure,
-                Some(anyhow!("store writer did not finish within {deadline:?}")),
-            ),
-        }
-    }
+    merge(
+        &mut failure,
+        drain(t.writer.take(), deadline, "store writer").await,
+    );
     match failure {
         None => {
             info!("keyshift stopped");
             Ok(())
         }
         Some(e) => Err(e),
+    }
+}
+
+/// Waits up to `deadline` for a stopping task; its failure, if any.
+async fn drain<E: Into<anyhow::Error>>(
+    handle: Option<JoinHandle<Result<(), E>>>,
+    deadline: Duration,
+    what: &str,
+) -> Option<anyhow::Error> {
+    let handle = handle?;
+    match tokio::time::timeout(deadline, handle).await {
+        Ok(res) => flatten(res, what),
+        Err(_) => Some(anyhow!("{what} did not stop within {deadline:?}")),
     }
 }
 
