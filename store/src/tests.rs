@@ -30,6 +30,32 @@ fn record(i: usize) -> EventRecord {
     }
 }
 
+/// Both tables, new, under a fresh temporary directory (kept alive by the
+/// returned guard) and that directory as a root string.
+async fn fresh_tables() -> (tempfile::TempDir, String, Tables) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path().to_str().expect("utf8").to_owned();
+    let tables = Tables::open_or_create(&root, &Default::default())
+        .await
+        .expect("open");
+    (dir, root, tables)
+}
+
+/// A malformed-JSON rejection from `source`.
+fn rejected(source: Source) -> RejectedRecord {
+    RejectedRecord {
+        received_at: Utc::now(),
+        source,
+        rp_id: None,
+        event_id: None,
+        error: "malformed".into(),
+        error_pointer: None,
+        raw: "{".into(),
+        raw_truncated: false,
+        raw_size: 1,
+    }
+}
+
 fn limits() -> QueryLimits {
     QueryLimits::from(&StoreConfig::default())
 }
@@ -45,11 +71,7 @@ async fn count(engine: &QueryEngine, sql: &str) -> i64 {
 
 #[tokio::test]
 async fn writes_commit_and_survive_reopen() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let root = dir.path().to_str().expect("utf8").to_owned();
-    let tables = Tables::open_or_create(&root, &Default::default())
-        .await
-        .expect("open");
+    let (_dir, root, tables) = fresh_tables().await;
     let cancel = CancellationToken::new();
     let (handle, task) = Writer::spawn(
         tables,
@@ -58,17 +80,7 @@ async fn writes_commit_and_survive_reopen() {
         cancel.clone(),
     )
     .expect("spawn");
-    let rejected = RejectedRecord {
-        received_at: Utc::now(),
-        source: Source::Http,
-        rp_id: None,
-        event_id: None,
-        error: "malformed".into(),
-        error_pointer: None,
-        raw: "{".into(),
-        raw_truncated: false,
-        raw_size: 1,
-    };
+    let rejected = rejected(Source::Http);
     let receipt = handle
         .write((0..10).map(record).collect(), vec![rejected])
         .await
@@ -100,11 +112,7 @@ async fn writes_commit_and_survive_reopen() {
 
 #[tokio::test]
 async fn only_read_only_statements_run() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let root = dir.path().to_str().expect("utf8").to_owned();
-    let tables = Tables::open_or_create(&root, &Default::default())
-        .await
-        .expect("open");
+    let (_dir, _, tables) = fresh_tables().await;
     let engine = QueryEngine::fixed(tables, limits()).expect("engine");
     for sql in [
         "CREATE TABLE x AS SELECT 1",
@@ -129,11 +137,7 @@ async fn only_read_only_statements_run() {
 
 #[tokio::test]
 async fn row_limit_truncates_and_says_so() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let root = dir.path().to_str().expect("utf8").to_owned();
-    let tables = Tables::open_or_create(&root, &Default::default())
-        .await
-        .expect("open");
+    let (_dir, _, tables) = fresh_tables().await;
     let limits = QueryLimits {
         max_rows: 5,
         ..limits()
@@ -151,11 +155,7 @@ async fn row_limit_truncates_and_says_so() {
 /// after `flush_max_delay`, whichever comes first.
 #[tokio::test]
 async fn unwaited_rows_flush_on_row_count_or_delay() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let root = dir.path().to_str().expect("utf8").to_owned();
-    let tables = Tables::open_or_create(&root, &Default::default())
-        .await
-        .expect("open");
+    let (_dir, root, tables) = fresh_tables().await;
     let cfg = StoreConfig {
         flush_max_rows: 5,
         flush_max_delay: std::time::Duration::from_millis(300),
@@ -238,21 +238,11 @@ async fn txn_versions_commit_with_rows_and_fence_a_stale_writer() {
         Default::default()
     );
 
-    let rejected = RejectedRecord {
-        received_at: Utc::now(),
-        source: Source::Kafka {
-            topic: "topic".into(),
-            partition: 0,
-            offset: 3,
-        },
-        rp_id: None,
-        event_id: None,
-        error: "malformed".into(),
-        error_pointer: None,
-        raw: "{".into(),
-        raw_truncated: false,
-        raw_size: 1,
-    };
+    let rejected = rejected(Source::Kafka {
+        topic: "topic".into(),
+        partition: 0,
+        offset: 3,
+    });
     first
         .write_with_txns(
             (0..3).map(record).collect(),

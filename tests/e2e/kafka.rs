@@ -204,60 +204,88 @@ fn unique(prefix: &str) -> String {
     format!("{prefix}-{}", chrono::Utc::now().timestamp_micros())
 }
 
+/// One test's world: the shared broker (held for the test), a fresh topic
+/// with 4 partitions, a consumer group, a data dir and a producer.
+struct Scenario {
+    brokers: String,
+    topic: String,
+    group: String,
+    dir: tempfile::TempDir,
+    producer: FutureProducer,
+    _broker: tokio::sync::MutexGuard<'static, ()>,
+}
+
+impl Scenario {
+    /// `None` when the Kafka tests are skipped (see [`brokers`]).
+    async fn new(prefix: &str) -> Option<Scenario> {
+        let brokers = brokers()?;
+        let broker = BROKER.lock().await;
+        let topic = unique(prefix);
+        create_topic(&brokers, &topic, 4).await;
+        Some(Scenario {
+            producer: producer(&brokers),
+            group: unique("g"),
+            dir: tempfile::tempdir().expect("tempdir"),
+            brokers,
+            topic,
+            _broker: broker,
+        })
+    }
+
+    /// [`produce_mix`] of `n` events whose ids start with the topic and `run`.
+    async fn produce(&self, run: &str, n: usize) -> (usize, usize) {
+        produce_mix(
+            &self.producer,
+            &self.topic,
+            &format!("{}{run}", self.topic),
+            n,
+        )
+        .await
+    }
+
+    fn ingest(&self) -> Ingest {
+        Ingest::start(&self.brokers, &self.topic, &self.group, self.dir.path())
+    }
+
+    /// Waits (up to 10 minutes) for the tables to hold that many rows.
+    async fn wait_for(&self, events: i64, rejected: i64) -> (i64, i64, i64) {
+        wait_for(self.dir.path(), events, rejected, Duration::from_secs(600)).await
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exact_counts_with_resends_and_invalid_messages() {
-    let Some(brokers) = brokers() else { return };
-    let _broker = BROKER.lock().await;
-    let topic = unique("ks-exact");
-    create_topic(&brokers, &topic, 4).await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let p = producer(&brokers);
-    let (valid, invalid) = produce_mix(&p, &topic, &topic, 200_000).await;
-    let group = unique("g");
-    let ingest = Ingest::start(&brokers, &topic, &group, dir.path());
-    let c = wait_for(
-        dir.path(),
-        valid as i64,
-        invalid as i64,
-        Duration::from_secs(600),
-    )
-    .await;
+    let Some(sc) = Scenario::new("ks-exact").await else {
+        return;
+    };
+    let (valid, invalid) = sc.produce("", 200_000).await;
+    let ingest = sc.ingest();
+    let c = sc.wait_for(valid as i64, invalid as i64).await;
     // Offsets reach Kafka after the Delta commit: standard tooling
     // (kafka-consumer-groups) sees the group catch up.
-    let lag = wait_for_zero_lag(&brokers, &group, Duration::from_secs(60));
+    let lag = wait_for_zero_lag(&sc.brokers, &sc.group, Duration::from_secs(60));
     assert_eq!(lag, Some(0), "kafka-consumer-groups should report no lag");
     ingest.stop();
-    let c2 = counts(dir.path()).await;
+    let c2 = counts(sc.dir.path()).await;
     assert_eq!(c, c2, "nothing arrived after the counts settled");
     assert_eq!(c, (valid as i64, valid as i64, invalid as i64));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exact_counts_through_five_sigkills() {
-    let Some(brokers) = brokers() else { return };
-    let _broker = BROKER.lock().await;
-    let topic = unique("ks-kill");
-    create_topic(&brokers, &topic, 4).await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let group = unique("g");
-    let p = producer(&brokers);
-    let (valid, invalid) = produce_mix(&p, &topic, &topic, 200_000).await;
+    let Some(sc) = Scenario::new("ks-kill").await else {
+        return;
+    };
+    let (valid, invalid) = sc.produce("", 200_000).await;
     // Kill at five points spread over the run: whenever the table has grown
     // past the next threshold, SIGKILL and restart.
     for k in 1..=5 {
-        let ingest = Ingest::start(&brokers, &topic, &group, dir.path());
-        let threshold = (valid as i64) * k / 7;
-        wait_for(dir.path(), threshold, 0, Duration::from_secs(600)).await;
+        let ingest = sc.ingest();
+        sc.wait_for((valid as i64) * k / 7, 0).await;
         ingest.kill();
     }
-    let ingest = Ingest::start(&brokers, &topic, &group, dir.path());
-    let c = wait_for(
-        dir.path(),
-        valid as i64,
-        invalid as i64,
-        Duration::from_secs(600),
-    )
-    .await;
+    let ingest = sc.ingest();
+    let c = sc.wait_for(valid as i64, invalid as i64).await;
     ingest.stop();
     assert_eq!(c, (valid as i64, valid as i64, invalid as i64));
 }
@@ -308,81 +336,51 @@ fn wait_for_zero_lag(brokers: &str, group: &str, within: Duration) -> Option<i64
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exact_counts_through_a_rebalance_and_a_killed_member() {
-    let Some(brokers) = brokers() else { return };
-    let _broker = BROKER.lock().await;
-    let topic = unique("ks-rebalance");
-    create_topic(&brokers, &topic, 4).await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let group = unique("g");
-    let p = producer(&brokers);
-    let (valid, invalid) = produce_mix(&p, &topic, &topic, 200_000).await;
-    let first = Ingest::start(&brokers, &topic, &group, dir.path());
-    wait_for(dir.path(), valid as i64 / 5, 0, Duration::from_secs(600)).await;
+    let Some(sc) = Scenario::new("ks-rebalance").await else {
+        return;
+    };
+    let (valid, invalid) = sc.produce("", 200_000).await;
+    let first = sc.ingest();
+    sc.wait_for(valid as i64 / 5, 0).await;
     // A second member joins mid-stream: the group rebalances.
-    let second = Ingest::start(&brokers, &topic, &group, dir.path());
-    wait_for(
-        dir.path(),
-        valid as i64 * 3 / 5,
-        0,
-        Duration::from_secs(600),
-    )
-    .await;
+    let second = sc.ingest();
+    sc.wait_for(valid as i64 * 3 / 5, 0).await;
     // The first dies without leaving the group; its partitions move after
     // the session timeout.
     first.kill();
-    let c = wait_for(
-        dir.path(),
-        valid as i64,
-        invalid as i64,
-        Duration::from_secs(600),
-    )
-    .await;
+    let c = sc.wait_for(valid as i64, invalid as i64).await;
     second.stop();
     assert_eq!(c, (valid as i64, valid as i64, invalid as i64));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ingestion_resumes_after_a_broker_restart() {
-    let Some(brokers) = brokers() else { return };
-    let _broker = BROKER.lock().await;
-    let topic = unique("ks-restart");
-    create_topic(&brokers, &topic, 4).await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let p = producer(&brokers);
-    let (first_half, invalid_a) = produce_mix(&p, &topic, &format!("{topic}-a"), 100_000).await;
-    let ingest = Ingest::start(&brokers, &topic, &unique("g"), dir.path());
-    wait_for(
-        dir.path(),
-        first_half as i64 / 3,
-        0,
-        Duration::from_secs(600),
-    )
-    .await;
+    let Some(mut sc) = Scenario::new("ks-restart").await else {
+        return;
+    };
+    let (first_half, invalid_a) = sc.produce("-a", 100_000).await;
+    let ingest = sc.ingest();
+    sc.wait_for(first_half as i64 / 3, 0).await;
 
-    let stop = kafka_sh(&brokers, &["stop"]);
+    let stop = kafka_sh(&sc.brokers, &["stop"]);
     assert!(
         stop.status.success(),
         "{}",
         String::from_utf8_lossy(&stop.stderr)
     );
-    let start = kafka_sh(&brokers, &["start"]);
+    let start = kafka_sh(&sc.brokers, &["start"]);
     assert!(
         start.status.success(),
         "{}",
         String::from_utf8_lossy(&start.stderr)
     );
 
-    // More data after the restart; the same ingest process must pick it up.
-    let (second_half, invalid_b) =
-        produce_mix(&producer(&brokers), &topic, &format!("{topic}-b"), 100_000).await;
+    // More data after the restart, from a new producer; the same ingest
+    // process must pick it up.
+    sc.producer = producer(&sc.brokers);
+    let (second_half, invalid_b) = sc.produce("-b", 100_000).await;
     let want = (first_half + second_half) as i64;
-    let c = wait_for(
-        dir.path(),
-        want,
-        (invalid_a + invalid_b) as i64,
-        Duration::from_secs(600),
-    )
-    .await;
+    let c = sc.wait_for(want, (invalid_a + invalid_b) as i64).await;
     ingest.stop();
     assert_eq!(c, (want, want, (invalid_a + invalid_b) as i64));
 }
