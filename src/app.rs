@@ -1,5 +1,7 @@
 //! The keyshift process: collector + store + API, and the Kafka consumer when
-//! `kafka.brokers` is set (`keyshift run --kafka-brokers`, `keyshift ingest`).
+//! `kafka.brokers` is set (`keyshift run --kafka-brokers`, `keyshift ingest`);
+//! or, with [`start_collector`], the collector alone producing to Kafka
+//! (`keyshift collector --brokers`).
 //!
 //! Start-up order: tables, writer, query engine, pipeline (secret, dedup
 //! index), then the listener. Shutdown order is the reverse: stop accepting,
@@ -15,11 +17,16 @@ use anyhow::{Context, anyhow};
 use axum::routing::get;
 use axum::{Json, Router};
 use keyshift_http::{ApiError, Authenticator};
+use keyshift_ingest::IngestWatermark;
 use keyshift_ingest::Pipeline;
 use keyshift_ingest::collector::{self, CollectorState};
 use keyshift_ingest::metrics::{IngestMetrics, KafkaMetrics};
 use keyshift_metrics::SqlState;
 use keyshift_metrics::metrics::ApiMetrics;
+use keyshift_rollout::Controller;
+use keyshift_rollout::kafka::DecisionPublisher;
+use keyshift_rollout::lock::ControllerLock;
+use keyshift_rollout::metrics::RolloutMetrics;
 use keyshift_store::metrics::StoreMetrics;
 use keyshift_store::query::QueryLimits;
 use keyshift_store::{QueryEngine, Tables, Writer};
@@ -106,10 +113,61 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
     if auth.is_open() {
         warn!("no tokens configured: the API is open, on loopback only");
     }
+    // The HTTP collector commits before it answers: its data is complete up
+    // to now. A Kafka consumer moves its own watermark.
+    let watermark = match &config.kafka.brokers {
+        None => IngestWatermark::live(),
+        Some(_) => IngestWatermark::tracked(),
+    };
+    let (controller, rollout_routes, _lock) = if config.rollout.rollouts.is_empty() {
+        (None, Router::new(), None)
+    } else {
+        let lock = ControllerLock::acquire(data_dir)?;
+        let w = watermark.clone();
+        let publisher = match &config.kafka.brokers {
+            None => None,
+            Some(brokers) => {
+                let (brokers, r, extra) = (
+                    brokers.clone(),
+                    config.rollout.clone(),
+                    config.kafka.librdkafka.clone(),
+                );
+                Some(
+                    tokio::task::spawn_blocking(move || {
+                        DecisionPublisher::connect(
+                            &brokers,
+                            &r.decisions_topic,
+                            &r.transactional_id,
+                            &extra,
+                        )
+                    })
+                    .await??,
+                )
+            }
+        };
+        let controller = Arc::new(
+            Controller::start_with(
+                config.rollout.clone(),
+                writer.clone(),
+                engine.clone(),
+                Arc::new(move || w.get()),
+                RolloutMetrics::new(&registry)?,
+                publisher,
+                chrono::Utc::now(),
+            )
+            .await?,
+        );
+        let routes = keyshift_rollout::api::router(keyshift_rollout::api::RolloutState {
+            controller: controller.clone(),
+            auth: auth.clone(),
+        });
+        (Some(controller), routes, Some(lock))
+    };
 
     let app = Router::new()
         .route("/healthz", get(healthz))
-        .merge(collector::router(CollectorState::new(
+        .merge(rollout_routes)
+        .merge(collector::router(CollectorState::store(
             pipeline.clone(),
             auth.clone(),
         )))
@@ -118,14 +176,9 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
             auth,
             registry,
             metrics: api_metrics,
-        }))
-        .fallback(|| async { ApiError::NotFound })
-        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed });
-
-    let listener = tokio::net::TcpListener::bind(config.server.listen)
-        .await
-        .with_context(|| format!("binding {}", config.server.listen))?;
-    let addr = listener.local_addr()?;
+        }));
+    let app = with_fallbacks(app);
+    let (listener, addr) = bind(config.server.listen).await?;
     info!(%addr, data_dir = %data_dir.display(), tables = %root, "keyshift listening");
 
     let consumer = match &config.kafka.brokers {
@@ -135,10 +188,13 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
             pipeline.clone(),
             consumer_engine,
             kafka_metrics,
+            watermark.clone(),
             shutdown.clone(),
         ))),
     };
+    let controller = controller.map(|c| tokio::spawn(c.run(shutdown.child_token())));
     let expiry = tokio::spawn(expire_dedup(pipeline, shutdown.child_token()));
+    let shutdown_for_tasks = shutdown.clone();
     let server_shutdown = shutdown.clone();
     let server = tokio::spawn(async move {
         axum::serve(listener, app)
@@ -148,15 +204,22 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
     let tasks = Tasks {
         server: Some(server),
         consumer,
+        controller,
         writer: Some(writer_task),
-        expiry,
+        expiry: Some(expiry),
     };
-    let task = tokio::spawn(supervise(
-        tasks,
-        writer_stop,
-        shutdown.clone(),
-        config.server.shutdown_timeout,
-    ));
+    let task = tokio::spawn(async move {
+        let result = supervise(
+            tasks,
+            writer_stop,
+            shutdown_for_tasks,
+            config.server.shutdown_timeout,
+        )
+        .await;
+        // Held until everything stopped: one controller per data dir.
+        drop(_lock);
+        result
+    });
     drop(writer);
     Ok(Running {
         addr,
@@ -165,11 +228,103 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
     })
 }
 
+/// Runs the Kafka-mode collector until `shutdown` or a failure.
+pub async fn run_collector(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let running = start_collector(config, shutdown).await?;
+    running.wait().await
+}
+
+/// Starts the collector in Kafka mode: `POST /v1/events` produced to
+/// `kafka.topic`, `/metrics`, `/healthz`; no store in this process.
+pub async fn start_collector(
+    config: Config,
+    shutdown: CancellationToken,
+) -> anyhow::Result<Running> {
+    let mut errors = config.validate();
+    if config.kafka.brokers.is_none() {
+        errors.push("the Kafka-mode collector needs kafka.brokers (--brokers)".to_owned());
+    }
+    if !errors.is_empty() {
+        return Err(crate::config::ConfigErrors(errors).into());
+    }
+    let registry = Registry::new();
+    let forwarder = Arc::new(keyshift_ingest::kafka::Forwarder::new(
+        &config.kafka,
+        &config.ingest,
+        IngestMetrics::new(&registry)?,
+        KafkaMetrics::new(&registry)?,
+    )?);
+    let auth = Arc::new(Authenticator::new(&config.auth));
+    if auth.is_open() {
+        warn!("no tokens configured: the API is open, on loopback only");
+    }
+    let app = Router::new()
+        .route("/healthz", get(healthz))
+        .merge(collector::router(CollectorState::kafka(
+            forwarder.clone(),
+            auth,
+        )))
+        .merge(keyshift_metrics::metrics_router(registry));
+    let app = with_fallbacks(app);
+    let (listener, addr) = bind(config.server.listen).await?;
+    info!(
+        %addr,
+        brokers = config.kafka.brokers.as_deref().unwrap_or_default(),
+        topic = %config.kafka.topic,
+        "keyshift collector listening (Kafka mode)"
+    );
+    let server_shutdown = shutdown.clone();
+    let deadline = config.server.shutdown_timeout;
+    let server = tokio::spawn(async move {
+        let served = axum::serve(listener, app)
+            .with_graceful_shutdown(server_shutdown.cancelled_owned())
+            .await;
+        // Every answered request was acknowledged already; this only waits
+        // for messages of requests cut short by the shutdown.
+        let f = forwarder.clone();
+        let _ = tokio::task::spawn_blocking(move || f.flush(deadline)).await;
+        served
+    });
+    let tasks = Tasks {
+        server: Some(server),
+        consumer: None,
+        controller: None,
+        writer: None,
+        expiry: None,
+    };
+    let task = tokio::spawn(supervise(
+        tasks,
+        CancellationToken::new(),
+        shutdown.clone(),
+        deadline,
+    ));
+    Ok(Running {
+        addr,
+        shutdown,
+        task,
+    })
+}
+
+/// JSON 404 and 405 for whatever no route matched.
+fn with_fallbacks(app: Router) -> Router {
+    app.fallback(|| async { ApiError::NotFound })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+}
+
+async fn bind(listen: SocketAddr) -> anyhow::Result<(tokio::net::TcpListener, SocketAddr)> {
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("binding {listen}"))?;
+    let addr = listener.local_addr()?;
+    Ok((listener, addr))
+}
+
 struct Tasks {
     server: Option<JoinHandle<std::io::Result<()>>>,
     consumer: Option<JoinHandle<keyshift_ingest::Result<()>>>,
+    controller: Option<JoinHandle<keyshift_rollout::Result<()>>>,
     writer: Option<JoinHandle<keyshift_store::Result<()>>>,
-    expiry: JoinHandle<()>,
+    expiry: Option<JoinHandle<()>>,
 }
 
 async fn join_opt<T>(handle: &mut Option<JoinHandle<T>>) -> Result<T, tokio::task::JoinError> {
@@ -203,6 +358,10 @@ async fn supervise(
             t.consumer = None;
             failure = flatten(res, "kafka consumer").or_else(|| unexpected("kafka consumer"));
         }
+        res = join_opt(&mut t.controller) => {
+            t.controller = None;
+            failure = flatten(res, "rollout controller").or_else(|| unexpected("rollout controller"));
+        }
         res = join_opt(&mut t.writer) => {
             t.writer = None;
             failure = flatten(res, "store writer").or_else(|| unexpected("store writer"));
@@ -220,7 +379,13 @@ async fn supervise(
         &mut failure,
         drain(t.consumer.take(), deadline, "kafka consumer").await,
     );
-    t.expiry.abort();
+    merge(
+        &mut failure,
+        drain(t.controller.take(), deadline, "rollout controller").await,
+    );
+    if let Some(expiry) = t.expiry.take() {
+        expiry.abort();
+    }
     writer_stop.cancel();
     merge(
         &mut failure,

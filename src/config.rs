@@ -12,6 +12,7 @@ use figment::providers::{Env, Format, Toml};
 use keyshift_http::AuthConfig;
 use keyshift_ingest::IngestConfig;
 use keyshift_ingest::kafka::KafkaConfig;
+use keyshift_rollout::RolloutSettings;
 use keyshift_store::StoreConfig;
 use serde::{Deserialize, Serialize};
 
@@ -23,6 +24,7 @@ pub struct Config {
     pub ingest: IngestConfig,
     pub store: StoreConfig,
     pub kafka: KafkaConfig,
+    pub rollout: RolloutSettings,
     pub log: LogConfig,
 }
 
@@ -160,6 +162,7 @@ impl Config {
         errors.extend(self.ingest.validate());
         errors.extend(self.store.validate());
         errors.extend(self.kafka.validate());
+        errors.extend(self.rollout.validate());
         errors
     }
 
@@ -186,6 +189,15 @@ mod tests {
         let cfg = Config::load_from(Some(&path), &Overrides::default(), no_env());
         if let Err(e) = &cfg {
             panic!("{e}");
+        }
+    }
+
+    #[test]
+    fn the_example_rollouts_parse_and_validate() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/rollouts.example.toml");
+        match Config::load_from(Some(&path), &Overrides::default(), no_env()) {
+            Ok(cfg) => assert!(!cfg.rollout.rollouts.is_empty()),
+            Err(e) => panic!("{e}"),
         }
     }
 

@@ -9,5 +9,5 @@ pub mod config;
 pub mod sql_cmd;
 pub mod synth;
 
-pub use app::{Running, run, start};
+pub use app::{Running, run, run_collector, start, start_collector};
 pub use config::{Config, Overrides};

@@ -13,6 +13,7 @@ use tracing_subscriber::EnvFilter;
 
 // The ingest path allocates per event (JSON values, strings); glibc malloc's
 // arena locking and consolidation dominated profiles of the collector.
+#[cfg(feature = "mimalloc")]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -66,6 +67,20 @@ enum Command {
         #[arg(long)]
         listen: Option<SocketAddr>,
     },
+    /// Serve `POST /v1/events` and produce the events to Kafka (idempotent,
+    /// acks=all; 200 once the broker acknowledged). No store here: run
+    /// `keyshift ingest` to consume the topic.
+    Collector {
+        /// Kafka bootstrap servers, `host:port,…`.
+        #[arg(long)]
+        brokers: String,
+        /// Topic [default: keyshift.auth-events].
+        #[arg(long)]
+        topic: Option<String>,
+        /// Listen address [default: 127.0.0.1:8080].
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+    },
     /// Run one read-only SQL statement against the store.
     Sql {
         sql: String,
@@ -85,6 +100,11 @@ enum Command {
 enum Bench {
     /// Collector throughput over loopback.
     Collector(keyshift::bench::CollectorBench),
+    /// Kafka ingest end to end: produce N, time until all are committed,
+    /// peak RSS of the ingest process.
+    Kafka(keyshift::bench::KafkaBench),
+    /// `GET /v1/assign` over loopback, and the hash path alone.
+    Assign(keyshift::bench::AssignBench),
 }
 
 fn init_tracing(config: &Config) {
@@ -151,6 +171,16 @@ async fn main_async(cli: Cli) -> anyhow::Result<()> {
             kafka_topic: topic.clone(),
             kafka_group: group.clone(),
         },
+        Command::Collector {
+            brokers,
+            topic,
+            listen,
+        } => Overrides {
+            listen: *listen,
+            kafka_brokers: Some(brokers.clone()),
+            kafka_topic: topic.clone(),
+            ..Overrides::default()
+        },
         Command::Sql { data_dir, .. } => Overrides {
             data_dir: data_dir.clone(),
             ..Overrides::default()
@@ -165,6 +195,11 @@ async fn main_async(cli: Cli) -> anyhow::Result<()> {
             on_signals(shutdown.clone());
             keyshift::run(config, shutdown).await
         }
+        Command::Collector { .. } => {
+            let shutdown = CancellationToken::new();
+            on_signals(shutdown.clone());
+            keyshift::run_collector(config, shutdown).await
+        }
         Command::Sql { sql, format, .. } => {
             let text = keyshift::sql_cmd::run_sql(&config, &sql, format).await?;
             write_stdout(&text)
@@ -175,6 +210,14 @@ async fn main_async(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Bench(Bench::Collector(args)) => {
             let report = keyshift::bench::collector(&args).await?;
+            write_stdout(&report.to_string())
+        }
+        Command::Bench(Bench::Assign(args)) => {
+            let report = keyshift::bench::assign(&args).await?;
+            write_stdout(&report.to_string())
+        }
+        Command::Bench(Bench::Kafka(args)) => {
+            let report = keyshift::bench::kafka(&args).await?;
             write_stdout(&report.to_string())
         }
     }

@@ -1,9 +1,11 @@
 //! The HTTP collector: `POST /v1/events`.
 //!
 //! Accepts a JSON array (or a single object) or NDJSON
-//! (`Content-Type: application/x-ndjson`). Answers 200 only once the accepted
-//! events and the rejections are committed; 503 when the store failed, in
-//! which case the client retries with the same event ids and loses nothing.
+//! (`Content-Type: application/x-ndjson`). Its sink is either the store
+//! (embedded: 200 only once the accepted events and the rejections are
+//! committed) or Kafka (`keyshift collector --brokers`: 200 only once the
+//! broker acknowledged every message, see [`crate::kafka::Forwarder`]). On
+//! 503 the client retries with the same event ids and loses nothing.
 
 use std::sync::Arc;
 
@@ -15,27 +17,72 @@ use axum::{Json, Router};
 use chrono::Utc;
 use keyshift_http::{ApiError, ApiResult, Authenticator, Principal, read_body};
 use keyshift_store::Source;
+use serde::Serialize;
 use serde_json::Value;
 use tokio::sync::Semaphore;
 
+use crate::kafka::Forwarder;
+use crate::kafka::forward::ForwardSummary;
+use crate::metrics::IngestMetrics;
 use crate::pipeline::{IngestSummary, Input, Pipeline};
+use crate::{IngestConfig, IngestError};
+
+/// Where accepted requests go.
+#[derive(Debug, Clone)]
+enum Sink {
+    Store(Arc<Pipeline>),
+    Kafka(Arc<Forwarder>),
+}
 
 #[derive(Debug, Clone)]
 pub struct CollectorState {
-    pipeline: Arc<Pipeline>,
+    sink: Sink,
     auth: Arc<Authenticator>,
     inflight: Arc<Semaphore>,
 }
 
 impl CollectorState {
-    pub fn new(pipeline: Arc<Pipeline>, auth: Arc<Authenticator>) -> Self {
+    /// The embedded collector: requests are committed to the store.
+    pub fn store(pipeline: Arc<Pipeline>, auth: Arc<Authenticator>) -> Self {
         let permits = pipeline.config().max_inflight_requests;
         Self {
-            pipeline,
+            sink: Sink::Store(pipeline),
             auth,
             inflight: Arc::new(Semaphore::new(permits)),
         }
     }
+
+    /// The Kafka-mode collector: requests are produced to the topic.
+    pub fn kafka(forwarder: Arc<Forwarder>, auth: Arc<Authenticator>) -> Self {
+        let permits = forwarder.config().max_inflight_requests;
+        Self {
+            sink: Sink::Kafka(forwarder),
+            auth,
+            inflight: Arc::new(Semaphore::new(permits)),
+        }
+    }
+
+    fn config(&self) -> &IngestConfig {
+        match &self.sink {
+            Sink::Store(p) => p.config(),
+            Sink::Kafka(f) => f.config(),
+        }
+    }
+
+    fn metrics(&self) -> &IngestMetrics {
+        match &self.sink {
+            Sink::Store(p) => p.metrics(),
+            Sink::Kafka(f) => f.metrics(),
+        }
+    }
+}
+
+/// The response body of `POST /v1/events`.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum Outcome {
+    Stored(IngestSummary),
+    Forwarded(ForwardSummary),
 }
 
 impl FromRef<CollectorState> for Arc<Authenticator> {
@@ -133,8 +180,8 @@ async fn post_events(
     principal: Principal,
     headers: HeaderMap,
     body: Body,
-) -> ApiResult<Json<IngestSummary>> {
-    let metrics = state.pipeline.metrics().clone();
+) -> ApiResult<Json<Outcome>> {
+    let metrics = state.metrics().clone();
     let result = handle(state, principal, headers, body).await;
     metrics.request(match &result {
         Ok(_) => "ok",
@@ -152,7 +199,7 @@ async fn handle(
     principal: Principal,
     headers: HeaderMap,
     body: Body,
-) -> ApiResult<Json<IngestSummary>> {
+) -> ApiResult<Json<Outcome>> {
     let kind = body_kind(&headers)?;
     // Wait for a slot before reading the body: waiting requests cost a socket,
     // not memory.
@@ -161,28 +208,55 @@ async fn handle(
         .acquire()
         .await
         .map_err(|_| ApiError::Unavailable("shutting down".to_owned()))?;
-    let cfg = state.pipeline.config();
+    let cfg = state.config();
     let bytes = read_body(body, cfg.max_body_bytes).await?;
     let max_events = cfg.max_events_per_request;
-    let pipeline = state.pipeline.clone();
+    let worker_failed =
+        |e: tokio::task::JoinError| ApiError::Internal(format!("request worker failed: {e}"));
     // Parsing and validating up to 5 MiB is CPU work: keep it off the
     // async workers.
-    let prepared = tokio::task::spawn_blocking(move || {
-        let inputs = parse_body(&bytes, kind, max_events)?;
-        Ok::<_, ApiError>(pipeline.prepare(&principal, inputs, &Source::Http, Utc::now()))
-    })
-    .await
-    .map_err(|e| ApiError::Internal(format!("request worker failed: {e}")))??;
-    let summary = state.pipeline.commit(prepared, "http").await.map_err(|e| {
-        if e.is_retryable() {
-            ApiError::Unavailable(format!(
-                "the store could not commit; retry with the same event ids: {e}"
-            ))
-        } else {
-            ApiError::Internal(e.to_string())
+    match state.sink {
+        Sink::Store(pipeline) => {
+            let p = pipeline.clone();
+            let prepared = tokio::task::spawn_blocking(move || {
+                let inputs = parse_body(&bytes, kind, max_events)?;
+                Ok::<_, ApiError>(p.prepare(&principal, inputs, &Source::Http, Utc::now()))
+            })
+            .await
+            .map_err(worker_failed)??;
+            let summary = pipeline
+                .commit(prepared, "http")
+                .await
+                .map_err(|e| retry_or_fail(&e, "the store could not commit"))?;
+            Ok(Json(Outcome::Stored(summary)))
         }
-    })?;
-    Ok(Json(summary))
+        Sink::Kafka(forwarder) => {
+            let f = forwarder.clone();
+            let p = principal.clone();
+            let (messages, summary) = tokio::task::spawn_blocking(move || {
+                let inputs = parse_body(&bytes, kind, max_events)?;
+                Ok::<_, ApiError>(f.prepare(&p, inputs, Utc::now()))
+            })
+            .await
+            .map_err(worker_failed)??;
+            forwarder
+                .send(&principal, messages)
+                .await
+                .map_err(|e| retry_or_fail(&e, "the broker did not acknowledge every event"))?;
+            forwarder
+                .metrics()
+                .events("http", "forwarded", summary.forwarded);
+            Ok(Json(Outcome::Forwarded(summary)))
+        }
+    }
+}
+
+fn retry_or_fail(e: &IngestError, what: &str) -> ApiError {
+    if e.is_retryable() {
+        ApiError::Unavailable(format!("{what}; retry with the same event ids: {e}"))
+    } else {
+        ApiError::Internal(e.to_string())
+    }
 }
 
 #[cfg(test)]

@@ -1,12 +1,19 @@
 //! The dedup index: which `(rp_id, event_id)` pairs were stored within the
 //! window.
 //!
-//! Keys are the first 128 bits of SHA-256 over `rp_id ‖ 0 ‖ event_id`, so an
-//! entry costs about 32 bytes whatever the id lengths (a false duplicate needs
-//! a 128-bit collision). The index is rebuilt from `auth_events` at start-up,
-//! which is what makes dedup hold across restarts: the table is the truth.
+//! Keys are SHA-256 over `rp_id ‖ 0 ‖ event_id`; the index keeps 96 bits of
+//! it (a false duplicate needs a 96-bit collision: about 10⁻¹⁵ for ten
+//! million events in a window) and the minute the copy was stored, 16 bytes
+//! an entry. It is split into shards by key so that no single table doubles
+//! in size at once (a large backlog would otherwise need a second copy of
+//! the whole index during the resize) and so that parallel batches contend
+//! less. Memory: about 17 bytes per slot, slots sized to the next power of
+//! two at 7/8 load, i.e. 20–40 bytes per event in the window. The index is
+//! rebuilt from `auth_events` at start-up, which is what makes dedup hold
+//! across restarts: the table is the truth.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Mutex;
 
 use chrono::{DateTime, Utc};
@@ -31,10 +38,57 @@ pub fn dedup_key(rp_id: &str, event_id: &str) -> DedupKey {
     u128::from_le_bytes(b)
 }
 
-#[derive(Debug, Default)]
+const SHARDS: usize = 16;
+
+/// 96 bits of the key, byte-aligned so an entry packs into 16 bytes.
+type Stored = [u8; 12];
+
+fn stored(key: DedupKey) -> (usize, Stored) {
+    let bytes = key.to_le_bytes();
+    let mut s = [0u8; 12];
+    s.copy_from_slice(&bytes[..12]);
+    // The shard comes from bits the stored part does not use.
+    (usize::from(bytes[15]) % SHARDS, s)
+}
+
+/// The keys are uniformly random already: their first eight bytes are the
+/// hash.
+#[derive(Default)]
+struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut b = [0u8; 8];
+            b[..chunk.len()].copy_from_slice(chunk);
+            self.0 = self.0.rotate_left(5) ^ u64::from_le_bytes(b);
+        }
+    }
+}
+
+type Shard = HashMap<Stored, u32, BuildHasherDefault<KeyHasher>>;
+
+/// Minutes since the epoch (`u32` lasts until the year 10136).
+fn minute(at: DateTime<Utc>) -> u32 {
+    u32::try_from(at.timestamp().div_euclid(60)).unwrap_or(u32::MAX)
+}
+
+#[derive(Debug)]
 pub struct DedupIndex {
-    /// Key → received_at (µs since the epoch) of the stored copy.
-    seen: Mutex<HashMap<DedupKey, i64>>,
+    /// Stored key → the minute its copy was stored.
+    shards: Vec<Mutex<Shard>>,
+}
+
+impl Default for DedupIndex {
+    fn default() -> Self {
+        Self {
+            shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
+        }
+    }
 }
 
 impl DedupIndex {
@@ -42,10 +96,10 @@ impl DedupIndex {
         Self::default()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<DedupKey, i64>> {
+    fn lock(&self, shard: usize) -> std::sync::MutexGuard<'_, Shard> {
         // A panic while holding the lock cannot leave the map inconsistent
         // (every operation is a single insert/remove), so poison is ignored.
-        self.seen
+        self.shards[shard]
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
@@ -53,14 +107,16 @@ impl DedupIndex {
     /// Marks each key as taken; returns, per key, whether it was new. A key
     /// repeated within `keys` is new only the first time.
     pub fn reserve(&self, keys: &[DedupKey], at: DateTime<Utc>) -> Vec<bool> {
-        let at = at.timestamp_micros();
-        let mut seen = self.lock();
+        let at = minute(at);
         keys.iter()
-            .map(|k| match seen.entry(*k) {
-                std::collections::hash_map::Entry::Occupied(_) => false,
-                std::collections::hash_map::Entry::Vacant(v) => {
-                    v.insert(at);
-                    true
+            .map(|k| {
+                let (shard, key) = stored(*k);
+                match self.lock(shard).entry(key) {
+                    std::collections::hash_map::Entry::Occupied(_) => false,
+                    std::collections::hash_map::Entry::Vacant(v) => {
+                        v.insert(at);
+                        true
+                    }
                 }
             })
             .collect()
@@ -69,23 +125,30 @@ impl DedupIndex {
     /// Gives keys back after their write failed, so a retry is not taken for
     /// a duplicate.
     pub fn release(&self, keys: &[DedupKey]) {
-        let mut seen = self.lock();
         for k in keys {
-            seen.remove(k);
+            let (shard, key) = stored(*k);
+            self.lock(shard).remove(&key);
         }
     }
 
-    /// Forgets keys stored before `cutoff`.
+    /// Forgets keys stored in minutes before the one of `cutoff`.
     pub fn expire(&self, cutoff: DateTime<Utc>) -> usize {
-        let cutoff = cutoff.timestamp_micros();
-        let mut seen = self.lock();
-        let before = seen.len();
-        seen.retain(|_, at| *at >= cutoff);
-        before - seen.len()
+        let cutoff = minute(cutoff);
+        let mut n = 0;
+        for shard in 0..SHARDS {
+            let mut seen = self.lock(shard);
+            let before = seen.len();
+            seen.retain(|_, at| *at >= cutoff);
+            n += before - seen.len();
+            if seen.capacity() > 4 * seen.len().max(1024) {
+                seen.shrink_to_fit();
+            }
+        }
+        n
     }
 
     pub fn len(&self) -> usize {
-        self.lock().len()
+        (0..SHARDS).map(|s| self.lock(s).len()).sum()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -107,7 +170,6 @@ impl DedupIndex {
             // Parquet scans may hand strings back as views; normalise.
             cast(col, &DataType::Utf8).map_err(|e| IngestError::DedupLoad(e.to_string()))
         };
-        let mut seen = self.lock();
         let mut n = 0;
         for batch in &out.batches {
             let (rp, id, at) = (
@@ -129,8 +191,13 @@ impl DedupIndex {
                 if rp.is_null(i) || id.is_null(i) {
                     continue;
                 }
-                let at = if at.is_null(i) { i64::MAX } else { at.value(i) };
-                seen.insert(dedup_key(rp.value(i), id.value(i)), at);
+                let at = if at.is_null(i) {
+                    u32::MAX
+                } else {
+                    u32::try_from(at.value(i).div_euclid(60_000_000)).unwrap_or(u32::MAX)
+                };
+                let (shard, key) = stored(dedup_key(rp.value(i), id.value(i)));
+                self.lock(shard).insert(key, at);
                 n += 1;
             }
         }
@@ -153,7 +220,8 @@ mod tests {
         assert_eq!(idx.reserve(&[a], t0), vec![false]);
         idx.release(&[a]);
         assert_eq!(idx.reserve(&[a], t0), vec![true]);
-        assert_eq!(idx.expire(t0 + chrono::Duration::seconds(1)), 2);
+        assert_eq!(idx.expire(t0), 0, "stored this minute");
+        assert_eq!(idx.expire(t0 + chrono::Duration::minutes(1)), 2);
         assert!(idx.is_empty());
     }
 

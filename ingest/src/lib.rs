@@ -14,7 +14,9 @@ pub mod kafka;
 pub mod metrics;
 pub mod pipeline;
 pub mod pseudonym;
+pub mod watermark;
 
 pub use config::IngestConfig;
 pub use error::{IngestError, Result};
 pub use pipeline::Pipeline;
+pub use watermark::IngestWatermark;

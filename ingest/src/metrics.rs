@@ -20,7 +20,7 @@ impl IngestMetrics {
         let events = IntCounterVec::new(
             Opts::new(
                 "keyshift_ingest_events_total",
-                "Events by source and outcome (accepted, duplicate, rejected).",
+                "Events by source and outcome (accepted, duplicate, rejected; forwarded in the collector's Kafka mode).",
             ),
             &["source", "outcome"],
         )?;
@@ -87,6 +87,7 @@ impl IngestMetrics {
 pub struct KafkaMetrics {
     lag: IntGaugeVec,
     commit_seconds: Histogram,
+    produce_seconds: Histogram,
     rebalances: IntCounterVec,
     replayed_dropped: IntCounter,
     offset_gaps: IntCounter,
@@ -109,6 +110,13 @@ impl KafkaMetrics {
                 "Time to validate and commit one batch of Kafka messages with its offsets.",
             )
             .buckets(vec![0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
+        )?;
+        let produce_seconds = Histogram::with_opts(
+            HistogramOpts::new(
+                "keyshift_kafka_produce_seconds",
+                "Collector in Kafka mode: time until the broker acknowledged one request's messages.",
+            )
+            .buckets(vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
         )?;
         let rebalances = IntCounterVec::new(
             Opts::new(
@@ -135,6 +143,7 @@ impl KafkaMetrics {
         )?;
         registry.register(Box::new(lag.clone()))?;
         registry.register(Box::new(commit_seconds.clone()))?;
+        registry.register(Box::new(produce_seconds.clone()))?;
         registry.register(Box::new(rebalances.clone()))?;
         registry.register(Box::new(replayed_dropped.clone()))?;
         registry.register(Box::new(offset_gaps.clone()))?;
@@ -143,6 +152,7 @@ impl KafkaMetrics {
         Ok(Self {
             lag,
             commit_seconds,
+            produce_seconds,
             rebalances,
             replayed_dropped,
             offset_gaps,
@@ -163,6 +173,10 @@ impl KafkaMetrics {
 
     pub(crate) fn commit(&self, elapsed: Duration) {
         self.commit_seconds.observe(elapsed.as_secs_f64());
+    }
+
+    pub(crate) fn produce(&self, elapsed: Duration) {
+        self.produce_seconds.observe(elapsed.as_secs_f64());
     }
 
     pub(crate) fn rebalance(&self, kind: &'static str) {

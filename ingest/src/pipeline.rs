@@ -82,12 +82,88 @@ impl Prepared {
     pub fn rejected(&self) -> &[RejectedRecord] {
         &self.rejected
     }
+
+    /// Joins parts prepared in parallel into one commit. Rejection indices
+    /// stay those of each part (stream sources do not report them).
+    pub fn merge(parts: Vec<Prepared>) -> Prepared {
+        let mut all = Prepared {
+            records: Vec::new(),
+            rejected: Vec::new(),
+            reserved: Vec::new(),
+            summary: IngestSummary::default(),
+        };
+        for p in parts {
+            all.records.extend(p.records);
+            all.rejected.extend(p.rejected);
+            all.reserved.extend(p.reserved);
+            all.summary.accepted += p.summary.accepted;
+            all.summary.duplicates += p.summary.duplicates;
+            all.summary.rejected.extend(p.summary.rejected);
+        }
+        all
+    }
+}
+
+/// Why an item was refused, with the JSON pointer of the offending field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub error: String,
+    pub pointer: Option<String>,
+}
+
+/// Schema validation and RP scoping, free of side effects: the pipeline and
+/// the Kafka-mode collector decide each item by the same rules.
+#[derive(Debug, Clone)]
+pub struct Checker {
+    decode: DecodeOptions,
+}
+
+impl Checker {
+    pub fn new(cfg: &IngestConfig) -> Self {
+        Self {
+            decode: DecodeOptions {
+                max_future: chrono::Duration::from_std(cfg.max_future)
+                    .unwrap_or(chrono::Duration::hours(24)),
+                unknown_fields: cfg.unknown_fields,
+                ..DecodeOptions::default()
+            },
+        }
+    }
+
+    /// The event, or why `principal` may not submit `value` at `now`.
+    pub fn check(
+        &self,
+        principal: &Principal,
+        value: &Value,
+        now: DateTime<Utc>,
+    ) -> std::result::Result<AuthEvent, Refusal> {
+        match decode_value(value, now, &self.decode) {
+            Ok(ev) if principal.may_write(&ev.rp_id) => Ok(ev),
+            Ok(ev) => Err(Refusal {
+                error: format!("this token may not write events for rp_id {:?}", ev.rp_id),
+                pointer: Some("/rp_id".to_owned()),
+            }),
+            Err(e) => Err(Refusal {
+                error: e.to_string(),
+                pointer: Some(e.pointer),
+            }),
+        }
+    }
+}
+
+/// One item for [`Pipeline::prepare_items`]: the input, where it came from
+/// and who may vouch for it.
+#[derive(Debug)]
+pub struct Item {
+    pub input: Input,
+    pub source: Source,
+    pub principal: Principal,
 }
 
 #[derive(Debug)]
 pub struct Pipeline {
     cfg: IngestConfig,
-    decode: DecodeOptions,
+    checker: Checker,
     pseudo: Pseudonymizer,
     dedup: Arc<DedupIndex>,
     writer: WriterHandle,
@@ -127,15 +203,9 @@ impl Pipeline {
         writer: WriterHandle,
         metrics: IngestMetrics,
     ) -> Self {
-        let decode = DecodeOptions {
-            max_future: chrono::Duration::from_std(cfg.max_future)
-                .unwrap_or(chrono::Duration::hours(24)),
-            unknown_fields: cfg.unknown_fields,
-            ..DecodeOptions::default()
-        };
         Self {
+            checker: Checker::new(&cfg),
             cfg,
-            decode,
             pseudo,
             dedup,
             writer,
@@ -160,25 +230,32 @@ impl Pipeline {
         source: &Source,
         now: DateTime<Utc>,
     ) -> Prepared {
-        self.prepare_sourced(
-            principal,
-            inputs.into_iter().map(|i| (i, source.clone())),
+        self.prepare_items(
+            inputs.into_iter().map(|input| Item {
+                input,
+                source: source.clone(),
+                principal: principal.clone(),
+            }),
             now,
         )
     }
 
     /// Like [`Pipeline::prepare`], each input with its own source (a stream
-    /// offset, say).
-    pub fn prepare_sourced(
+    /// offset, say) and principal.
+    pub fn prepare_items(
         &self,
-        principal: &Principal,
-        inputs: impl IntoIterator<Item = (Input, Source)>,
+        items: impl IntoIterator<Item = Item>,
         now: DateTime<Utc>,
     ) -> Prepared {
         let mut summary = IngestSummary::default();
         let mut rejected = Vec::new();
         let mut valid: Vec<(AuthEvent, DedupKey, Source)> = Vec::new();
-        for (index, (input, source)) in inputs.into_iter().enumerate() {
+        for (index, item) in items.into_iter().enumerate() {
+            let Item {
+                input,
+                source,
+                principal,
+            } = item;
             let source = &source;
             let value = match input {
                 Input::Json(v) => v,
@@ -201,8 +278,8 @@ impl Pipeline {
                     continue;
                 }
             };
-            let refusal = match decode_value(&value, now, &self.decode) {
-                Ok(ev) if principal.may_write(&ev.rp_id) => {
+            let refusal = match self.checker.check(&principal, &value, now) {
+                Ok(ev) => {
                     if !ev.extra.is_empty() {
                         self.metrics.unknown_fields(source.kind(), ev.extra.len());
                     }
@@ -210,11 +287,7 @@ impl Pipeline {
                     valid.push((ev, key, source.clone()));
                     continue;
                 }
-                Ok(ev) => (
-                    format!("this token may not write events for rp_id {:?}", ev.rp_id),
-                    Some("/rp_id".to_owned()),
-                ),
-                Err(e) => (e.to_string(), Some(e.pointer)),
+                Err(r) => r,
             };
             let event_id = value.get("event_id").and_then(Value::as_str).map(clip);
             let rp_id = value.get("rp_id").and_then(Value::as_str).map(clip);
@@ -223,15 +296,15 @@ impl Pipeline {
                 &raw,
                 rp_id,
                 event_id.clone(),
-                refusal.0.clone(),
-                refusal.1,
+                refusal.error.clone(),
+                refusal.pointer,
                 source,
                 now,
             ));
             summary.rejected.push(Rejection {
                 index,
                 event_id,
-                error: refusal.0,
+                error: refusal.error,
             });
         }
 
@@ -294,6 +367,12 @@ impl Pipeline {
             .events(source_kind, "rejected", summary.rejected.len());
         self.metrics.dedup_keys(self.dedup.len());
         Ok(summary)
+    }
+
+    /// Gives up on a prepared batch without committing it: its dedup keys are
+    /// released so a retry is not mistaken for a duplicate.
+    pub fn abandon(&self, prepared: Prepared) {
+        self.dedup.release(&prepared.reserved);
     }
 
     /// Loads the keys other writers committed since the last sync, so that a

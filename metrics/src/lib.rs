@@ -10,4 +10,4 @@ pub mod metrics;
 pub mod sql;
 
 pub use error::{MetricsError, Result};
-pub use sql::{SqlState, batches_to_rows, router};
+pub use sql::{SqlState, batches_to_rows, metrics_router, router};

@@ -36,11 +36,20 @@ impl FromRef<SqlState> for Arc<Authenticator> {
     }
 }
 
+/// `POST /v1/sql` and `GET /metrics`.
 pub fn router(state: SqlState) -> Router {
+    let registry = state.registry.clone();
     Router::new()
         .route("/v1/sql", post(post_sql))
-        .route("/metrics", get(get_metrics))
         .with_state(state)
+        .merge(metrics_router(registry))
+}
+
+/// `GET /metrics` alone (processes without a store).
+pub fn metrics_router(registry: Registry) -> Router {
+    Router::new()
+        .route("/metrics", get(get_metrics))
+        .with_state(registry)
 }
 
 #[derive(Debug, Deserialize)]
@@ -97,10 +106,10 @@ async fn post_sql(
     Ok(Json(body))
 }
 
-async fn get_metrics(State(state): State<SqlState>) -> impl IntoResponse {
+async fn get_metrics(State(registry): State<Registry>) -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        render(&state.registry),
+        render(&registry),
     )
 }
 

@@ -33,6 +33,15 @@ pub enum StoreError {
     },
     #[error("the writer has stopped")]
     WriterClosed,
+    #[error("reading stored rows: {0}")]
+    Decode(String),
+    /// Another writer recorded this position first (a second controller).
+    #[error("{app_id}: expected to record version {expected}, the table is at {found:?}")]
+    Fenced {
+        app_id: String,
+        expected: i64,
+        found: Option<i64>,
+    },
     #[error("commit to {table} failed and was not applied: {message}")]
     CommitFailed {
         table: &'static str,

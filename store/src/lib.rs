@@ -1,9 +1,11 @@
-//! keyshift's storage: two Delta Lake tables and the DataFusion session over them.
+//! keyshift's storage: Delta Lake tables and the DataFusion session over them.
 //!
 //! - `auth_events`: every accepted event, typed columns, partitioned by the UTC
 //!   date of `occurred_at`. Identifiers arrive here already pseudonymized.
 //! - `rejected_events`: everything that was refused, with the reason and a
 //!   redacted copy of the payload, so nothing is dropped silently.
+//! - `rollout_decisions`: the rollout controller's decision log
+//!   ([`decisions`]).
 //!
 //! Writes go through one [`writer::Writer`] task per process, which groups
 //! concurrent requests into one Delta commit per table per flush (group
@@ -11,6 +13,7 @@
 //! the latest committed snapshot.
 
 pub mod config;
+pub mod decisions;
 mod error;
 pub mod metrics;
 pub mod query;
@@ -20,6 +23,7 @@ pub mod tables;
 pub mod writer;
 
 pub use config::StoreConfig;
+pub use decisions::DecisionRecord;
 pub use error::{Result, StoreError};
 pub use query::QueryEngine;
 pub use records::{EventRecord, RejectedRecord, Source};
@@ -29,6 +33,7 @@ pub use writer::{CommitReceipt, TxnVersions, Writer, WriterHandle};
 /// Table names, as registered in DataFusion and as directory names under the root.
 pub const AUTH_EVENTS: &str = "auth_events";
 pub const REJECTED_EVENTS: &str = "rejected_events";
+pub const ROLLOUT_DECISIONS: &str = "rollout_decisions";
 
 #[cfg(test)]
 mod tests;

@@ -15,7 +15,9 @@ use datafusion::logical_expr::LogicalPlan;
 use tokio::sync::watch;
 
 use crate::writer::Published;
-use crate::{AUTH_EVENTS, REJECTED_EVENTS, Result, StoreConfig, StoreError, Tables};
+use crate::{
+    AUTH_EVENTS, REJECTED_EVENTS, ROLLOUT_DECISIONS, Result, StoreConfig, StoreError, Tables,
+};
 
 /// Limits applied to user queries.
 #[derive(Debug, Clone, Copy)]
@@ -91,17 +93,21 @@ impl QueryEngine {
         }
     }
 
-    /// A session with both tables registered at their latest snapshot.
+    /// A session with the tables registered at their latest snapshot.
     pub async fn context(&self) -> Result<SessionContext> {
         let tables = self.tables();
         let config = SessionConfig::new()
             .with_information_schema(true)
             .set_str("datafusion.execution.time_zone", "UTC");
         let ctx = SessionContext::new_with_config_rt(config, self.runtime.clone());
-        for (name, table) in [
+        let mut all = vec![
             (AUTH_EVENTS, &tables.events),
             (REJECTED_EVENTS, &tables.rejected),
-        ] {
+        ];
+        if let Some(d) = &tables.decisions {
+            all.push((ROLLOUT_DECISIONS, d));
+        }
+        for (name, table) in all {
             table
                 .update_datafusion_session(&ctx.state())
                 .map_err(StoreError::delta(name))?;

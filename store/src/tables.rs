@@ -1,4 +1,4 @@
-//! Opening and creating the two Delta tables under one root.
+//! Opening and creating the Delta tables under one root.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -9,14 +9,18 @@ use deltalake::protocol::SaveMode;
 use deltalake::{DeltaTable, DeltaTableBuilder, DeltaTableError, TableProperty};
 use url::Url;
 
+use crate::decisions::rollout_decisions_schema;
 use crate::schema::{EVENT_DATE, RECEIVED_DATE, auth_events_schema, rejected_events_schema};
-use crate::{AUTH_EVENTS, REJECTED_EVENTS, Result, StoreError};
+use crate::{AUTH_EVENTS, REJECTED_EVENTS, ROLLOUT_DECISIONS, Result, StoreError};
 
-/// Both tables, loaded at their latest version.
+/// The tables, loaded at their latest version.
 #[derive(Debug, Clone)]
 pub struct Tables {
     pub events: DeltaTable,
     pub rejected: DeltaTable,
+    /// Absent in a data dir last written before the rollout controller
+    /// existed and opened read-only since.
+    pub decisions: Option<DeltaTable>,
 }
 
 /// Registers object-store handlers for the URL schemes this build supports.
@@ -75,7 +79,7 @@ async fn open_or_create_one(
     root: &str,
     name: &'static str,
     schema: deltalake::arrow::datatypes::SchemaRef,
-    partition: &str,
+    partition: Option<&str>,
     options: &HashMap<String, String>,
 ) -> Result<DeltaTable> {
     let mut table = unloaded(root, name, options)?;
@@ -94,7 +98,7 @@ async fn open_or_create_one(
         .create()
         .with_table_name(name)
         .with_columns(columns.fields().cloned())
-        .with_partition_columns([partition])
+        .with_partition_columns(partition)
         .with_configuration_property(TableProperty::CheckpointInterval, Some("100"))
         .with_save_mode(SaveMode::Ignore)
         .await
@@ -125,18 +129,35 @@ impl Tables {
     /// Opens both tables under `root`, creating any that do not exist yet.
     pub async fn open_or_create(root: &str, options: &HashMap<String, String>) -> Result<Self> {
         register_storage_handlers();
-        let events =
-            open_or_create_one(root, AUTH_EVENTS, auth_events_schema(), EVENT_DATE, options)
-                .await?;
+        let events = open_or_create_one(
+            root,
+            AUTH_EVENTS,
+            auth_events_schema(),
+            Some(EVENT_DATE),
+            options,
+        )
+        .await?;
         let rejected = open_or_create_one(
             root,
             REJECTED_EVENTS,
             rejected_events_schema(),
-            RECEIVED_DATE,
+            Some(RECEIVED_DATE),
             options,
         )
         .await?;
-        Ok(Self { events, rejected })
+        let decisions = open_or_create_one(
+            root,
+            ROLLOUT_DECISIONS,
+            rollout_decisions_schema(),
+            None,
+            options,
+        )
+        .await?;
+        Ok(Self {
+            events,
+            rejected,
+            decisions: Some(decisions),
+        })
     }
 
     /// Opens both tables under `root`; an error if they do not exist.
@@ -144,6 +165,15 @@ impl Tables {
         register_storage_handlers();
         let events = open_one(root, AUTH_EVENTS, options).await?;
         let rejected = open_one(root, REJECTED_EVENTS, options).await?;
-        Ok(Self { events, rejected })
+        let decisions = match open_one(root, ROLLOUT_DECISIONS, options).await {
+            Ok(t) => Some(t),
+            Err(StoreError::Location { .. }) => None,
+            Err(e) => return Err(e),
+        };
+        Ok(Self {
+            events,
+            rejected,
+            decisions,
+        })
     }
 }

@@ -22,10 +22,13 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info};
 
+use crate::decisions::{DecisionRecord, decision_app_id, decisions_to_batch};
 use crate::metrics::StoreMetrics;
 use crate::records::{EventRecord, RejectedRecord};
 use crate::schema::{events_to_batch, rejected_to_batch};
-use crate::{AUTH_EVENTS, REJECTED_EVENTS, Result, StoreConfig, StoreError, Tables};
+use crate::{
+    AUTH_EVENTS, REJECTED_EVENTS, ROLLOUT_DECISIONS, Result, StoreConfig, StoreError, Tables,
+};
 
 /// Table versions created by the commit that made a request durable.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -67,6 +70,11 @@ pub struct TxnVersions {
 
 enum Msg {
     Write(Request),
+    /// Append one rollout decision as the next in its sequence.
+    Decision {
+        record: Box<DecisionRecord>,
+        reply: oneshot::Sender<Result<u64>>,
+    },
     /// Commit what is pending, reload both tables from storage (picking up
     /// other writers' commits) and report the `txn` versions of `app_ids`.
     Refresh {
@@ -122,6 +130,21 @@ impl WriterHandle {
         let (reply, done) = oneshot::channel();
         self.tx
             .send(Msg::Refresh { app_ids, reply })
+            .await
+            .map_err(|_| StoreError::WriterClosed)?;
+        done.await.map_err(|_| StoreError::WriterClosed)?
+    }
+
+    /// Appends a rollout decision in its own commit, fenced: refused with
+    /// [`StoreError::Fenced`] unless `record.seq` follows the last recorded
+    /// sequence number of its rollout (see [`crate::decisions`]).
+    pub async fn append_decision(&self, record: DecisionRecord) -> Result<u64> {
+        let (reply, done) = oneshot::channel();
+        self.tx
+            .send(Msg::Decision {
+                record: Box::new(record),
+                reply,
+            })
             .await
             .map_err(|_| StoreError::WriterClosed)?;
         done.await.map_err(|_| StoreError::WriterClosed)?
@@ -216,12 +239,14 @@ impl Writer {
         loop {
             let mut closed = false;
             let mut refreshes = Vec::new();
+            let mut decisions = Vec::new();
             let mut take = |msg: Msg, pending: &mut Vec<Request>, rows: &mut usize| match msg {
                 Msg::Write(req) => {
                     *rows += req.rows();
                     pending.push(req);
                 }
                 Msg::Refresh { app_ids, reply } => refreshes.push((app_ids, reply)),
+                Msg::Decision { record, reply } => decisions.push((record, reply)),
             };
             tokio::select! {
                 biased;
@@ -269,11 +294,72 @@ impl Writer {
             for (app_ids, reply) in refreshes {
                 let _ = reply.send(self.refresh(&app_ids).await);
             }
+            for (record, reply) in decisions {
+                let _ = reply.send(self.append_decision(*record).await);
+            }
             if closed {
                 info!("store writer stopped");
                 return Ok(());
             }
         }
+    }
+
+    async fn append_decision(&mut self, record: DecisionRecord) -> Result<u64> {
+        let Some(table) = self.tables.decisions.as_mut() else {
+            return Err(StoreError::Location {
+                uri: ROLLOUT_DECISIONS.to_owned(),
+                reason: "the decisions table was not opened".to_owned(),
+            });
+        };
+        let app_id = decision_app_id(&record.rollout_id);
+        let found = txn_version(table, &app_id, ROLLOUT_DECISIONS).await?;
+        let expected_before = (record.seq > 1).then_some(record.seq - 1);
+        if found != expected_before {
+            // Someone else appended (or our view is stale): reload once
+            // before refusing, so a restarted controller sees its own past.
+            table
+                .update_state()
+                .await
+                .map_err(StoreError::delta(ROLLOUT_DECISIONS))?;
+            let found = txn_version(table, &app_id, ROLLOUT_DECISIONS).await?;
+            if found != expected_before {
+                return Err(StoreError::Fenced {
+                    app_id,
+                    expected: record.seq,
+                    found,
+                });
+            }
+        }
+        let batch = decisions_to_batch(std::slice::from_ref(&record))?;
+        let mut writer =
+            RecordBatchWriter::for_table(table).map_err(StoreError::delta(ROLLOUT_DECISIONS))?;
+        let txn = Transaction::new_with_last_update(
+            app_id.clone(),
+            record.seq,
+            Some(Utc::now().timestamp_millis()),
+        );
+        let version = match append(&mut writer, table, batch, vec![txn], ROLLOUT_DECISIONS).await {
+            Ok(v) => v,
+            Err(e) => {
+                // `append` reloaded the table: if the sequence number is
+                // taken now, another controller won the race.
+                let found = txn_version(table, &app_id, ROLLOUT_DECISIONS).await?;
+                if found.is_some_and(|v| v >= record.seq) {
+                    return Err(StoreError::Fenced {
+                        app_id,
+                        expected: record.seq,
+                        found,
+                    });
+                }
+                return Err(e);
+            }
+        };
+        let last_commit_at = self.published.borrow().last_commit_at;
+        self.published.send_replace(Arc::new(Published {
+            tables: self.tables.clone(),
+            last_commit_at,
+        }));
+        Ok(version)
     }
 
     async fn refresh(&mut self, app_ids: &[String]) -> Result<HashMap<String, TxnVersions>> {

@@ -4,4 +4,5 @@
 mod collector;
 mod common;
 mod kafka;
+mod rollout;
 mod security;

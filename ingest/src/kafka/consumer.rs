@@ -1,7 +1,7 @@
 //! The consumer loop. Owns the per-partition positions; see the module docs
 //! of `kafka` for the protocol.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -10,16 +10,18 @@ use keyshift_http::Principal;
 use keyshift_store::{QueryEngine, Source};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
-use rdkafka::message::{Header, Message, OwnedHeaders};
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::statistics::Statistics;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
-use super::{KafkaConfig, OffsetPolicy, StartFrom, app_id};
+use super::{KafkaConfig, OffsetPolicy, SCOPE_HEADER, StartFrom, app_id, client_config};
 use crate::metrics::KafkaMetrics;
-use crate::pipeline::{Input, Pipeline};
+use crate::pipeline::{IngestSummary, Input, Item, Pipeline, Prepared};
+use crate::watermark::IngestWatermark;
 use crate::{IngestError, Result};
 
 enum RebalanceEvent {
@@ -92,6 +94,21 @@ struct Buffered {
     partition: i32,
     offset: i64,
     payload: Vec<u8>,
+    /// The rp_id the producing collector authenticated ([`SCOPE_HEADER`]).
+    scope: Option<String>,
+    /// The message's timestamp (ms since the epoch), when it has one.
+    timestamp_ms: Option<i64>,
+}
+
+/// The message's [`SCOPE_HEADER`], if any. A header can only narrow what a
+/// message may write, so an unauthenticated producer gains nothing by
+/// setting one.
+fn scope_of(m: &impl Message) -> Option<String> {
+    let headers = m.headers()?;
+    headers
+        .iter()
+        .find(|h| h.key == SCOPE_HEADER)
+        .map(|h| String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned())
 }
 
 struct Loop {
@@ -104,24 +121,19 @@ struct Loop {
     positions: HashMap<i32, Position>,
     buffer: Vec<Buffered>,
     first_buffered_at: Option<tokio::time::Instant>,
-}
-
-/// librdkafka settings for one client: the brokers, then `ours`, then the
-/// operator's `kafka.librdkafka` passthrough, which wins.
-fn client_config(cfg: &KafkaConfig, brokers: &str, ours: &[(&str, &str)]) -> ClientConfig {
-    let mut c = ClientConfig::new();
-    c.set("bootstrap.servers", brokers);
-    for (k, v) in ours {
-        c.set(*k, *v);
-    }
-    for (k, v) in &cfg.librdkafka {
-        c.set(k, v);
-    }
-    c
+    /// Batches being prepared or committed, oldest first.
+    in_flight: VecDeque<InFlight>,
+    /// Resolves with whether the newest batch in flight committed; the next
+    /// batch commits only after it did, so positions never skip a batch.
+    last_done: Option<oneshot::Receiver<bool>>,
+    watermark: IngestWatermark,
+    /// Whether a message arrived since the last idle check.
+    received_since_tick: bool,
 }
 
 fn consumer_config(cfg: &KafkaConfig, brokers: &str) -> ClientConfig {
     let fetch_buffer = cfg.fetch_buffer_kib.to_string();
+    let queued_min = cfg.max_batch_messages.to_string();
     let reset = match cfg.start_from {
         StartFrom::Earliest => "earliest",
         StartFrom::Latest => "latest",
@@ -135,6 +147,13 @@ fn consumer_config(cfg: &KafkaConfig, brokers: &str) -> ClientConfig {
             ("enable.auto.offset.store", "false"),
             ("auto.offset.reset", reset),
             ("queued.max.messages.kbytes", &fetch_buffer),
+            // Prefetch about one batch per partition, in large fetches: the
+            // defaults (1 MiB per partition per fetch, 500 ms fetch wait,
+            // 100,000 messages queued per partition) left the loop waiting
+            // for data half the time, or held far more than a batch.
+            ("queued.min.messages", &queued_min),
+            ("max.partition.fetch.bytes", "4194304"),
+            ("fetch.wait.max.ms", "100"),
             ("statistics.interval.ms", "5000"),
             ("session.timeout.ms", "10000"),
             ("heartbeat.interval.ms", "2000"),
@@ -148,6 +167,7 @@ pub async fn run_consumer(
     pipeline: Arc<Pipeline>,
     engine: QueryEngine,
     metrics: KafkaMetrics,
+    watermark: IngestWatermark,
     shutdown: CancellationToken,
 ) -> Result<()> {
     let brokers = cfg.brokers.clone().unwrap_or_default();
@@ -187,6 +207,10 @@ pub async fn run_consumer(
         positions: HashMap::new(),
         buffer: Vec::new(),
         first_buffered_at: None,
+        in_flight: VecDeque::new(),
+        last_done: None,
+        watermark,
+        received_since_tick: false,
     };
     let result = state.run(shutdown).await;
     if let Err(e) = &result {
@@ -195,22 +219,68 @@ pub async fn run_consumer(
     result
 }
 
+/// A batch on its way into the table: the CPU work and the commit run in
+/// the background while the loop reads the next batch.
+struct InFlight {
+    /// The partitions with dead letters in the batch, and the outcome.
+    task: tokio::task::JoinHandle<(Vec<i32>, Result<IngestSummary>)>,
+    /// Each partition's last offset in the batch.
+    last: HashMap<i32, i64>,
+    /// The newest message timestamp in the batch.
+    newest_ms: Option<i64>,
+    messages: usize,
+    started: Instant,
+}
+
 impl Loop {
     async fn run(&mut self, shutdown: CancellationToken) -> Result<()> {
+        let mut idle = tokio::time::interval(self.cfg.max_batch_delay);
+        idle.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let deadline = self.first_buffered_at.map(|t| t + self.cfg.max_batch_delay);
+            let busy = self.in_flight.len() >= self.cfg.max_batches_in_flight;
+            // With a full buffer and no room in flight, stop reading.
+            let full = self.buffer.len() >= self.cfg.max_batch_messages;
             tokio::select! {
                 biased;
                 () = shutdown.cancelled() => {
+                    self.finish_in_flight().await?;
                     self.apply_rebalances().await?;
-                    self.flush().await?;
+                    self.start_flush();
+                    self.finish_in_flight().await?;
                     info!("kafka consumer stopped");
                     return Ok(());
                 }
-                () = sleep_until(deadline) => self.flush().await?,
-                msg = self.consumer.recv() => {
+                res = join_in_flight(&mut self.in_flight) => {
+                    self.settle(res).await?;
+                    let due = deadline.is_some_and(|d| d <= tokio::time::Instant::now());
+                    if full || due {
+                        self.start_flush();
+                    }
+                }
+                () = sleep_until(deadline), if !busy => self.start_flush(),
+                _ = idle.tick() => {
+                    // Nothing arrived for a whole tick and nothing is pending:
+                    // every message up to now is in the table.
+                    let caught_up = !self.received_since_tick
+                        && self.buffer.is_empty()
+                        && self.in_flight.is_empty()
+                        && !self.positions.is_empty();
+                    if caught_up {
+                        self.watermark.advance_to(Utc::now() - chrono::Duration::from_std(self.cfg.max_batch_delay).unwrap_or_default());
+                    }
+                    self.received_since_tick = false;
+                }
+                msg = self.consumer.recv(), if !full => {
+                    self.received_since_tick = true;
                     let owned = match msg {
-                        Ok(m) => Some((m.partition(), m.offset(), m.payload().map(<[u8]>::to_vec).unwrap_or_default())),
+                        Ok(m) => Some(Buffered {
+                            partition: m.partition(),
+                            offset: m.offset(),
+                            payload: m.payload().map(<[u8]>::to_vec).unwrap_or_default(),
+                            scope: scope_of(&m),
+                            timestamp_ms: m.timestamp().to_millis(),
+                        }),
                         Err(e) => {
                             warn!(error = %e, "kafka receive error (librdkafka retries by itself)");
                             self.metrics.receive_error();
@@ -218,10 +288,10 @@ impl Loop {
                         }
                     };
                     self.apply_rebalances().await?;
-                    if let Some((partition, offset, payload)) = owned {
-                        self.accept(partition, offset, payload)?;
+                    if let Some(message) = owned {
+                        self.accept(message)?;
                         if self.buffer.len() >= self.cfg.max_batch_messages {
-                            self.flush().await?;
+                            self.start_flush();
                         }
                     }
                 }
@@ -233,6 +303,17 @@ impl Loop {
     /// the table; revoked ones lose their uncommitted messages (the new owner
     /// re-reads them from the table's position).
     async fn apply_rebalances(&mut self) -> Result<()> {
+        let pending = !self
+            .consumer
+            .context()
+            .events
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .is_empty();
+        if pending {
+            // Positions must be settled before they are dropped or re-read.
+            self.finish_in_flight().await?;
+        }
         let events = std::mem::take(
             &mut *self
                 .consumer
@@ -298,7 +379,8 @@ impl Loop {
 
     /// Takes one message into the buffer, or drops it when it is at or below
     /// the stored position.
-    fn accept(&mut self, partition: i32, offset: i64, payload: Vec<u8>) -> Result<()> {
+    fn accept(&mut self, message: Buffered) -> Result<()> {
+        let (partition, offset) = (message.partition, message.offset);
         let Some(pos) = self.positions.get_mut(&partition) else {
             // A message of a partition we no longer own (fetched before the
             // revocation).
@@ -315,12 +397,16 @@ impl Loop {
                     self.metrics.replayed_dropped(1);
                     return self.seek(partition, Offset::Offset(want));
                 }
-                if offset > want + 1 {
-                    // Messages we never stored are gone from the broker.
-                    return self.gap(partition, want, offset);
+                // Messages we never stored are gone from the broker; the
+                // policy says whether this first retained one is taken.
+                if offset > want + 1 && !self.gap(partition, want, offset)? {
+                    return Ok(());
                 }
             }
         }
+        let Some(pos) = self.positions.get_mut(&partition) else {
+            return Ok(());
+        };
         if pos.stored.is_some_and(|s| offset <= s) || pos.next.is_some_and(|n| offset < n) {
             self.metrics.replayed_dropped(1);
             return Ok(());
@@ -329,15 +415,13 @@ impl Loop {
         if self.buffer.is_empty() {
             self.first_buffered_at = Some(tokio::time::Instant::now());
         }
-        self.buffer.push(Buffered {
-            partition,
-            offset,
-            payload,
-        });
+        self.buffer.push(message);
         Ok(())
     }
 
-    fn gap(&mut self, partition: i32, want: i64, got: i64) -> Result<()> {
+    /// Reports a retention gap and applies the policy; whether the message
+    /// at `got` is to be kept.
+    fn gap(&mut self, partition: i32, want: i64, got: i64) -> Result<bool> {
         self.metrics.offset_gap();
         let lost = got - want;
         error!(
@@ -350,12 +434,12 @@ impl Loop {
             "OFFSET OUT OF RANGE: messages keyshift never stored have left the broker (retention)"
         );
         match self.cfg.offset_out_of_range {
-            OffsetPolicy::Earliest => Ok(()),
+            OffsetPolicy::Earliest => Ok(true),
             OffsetPolicy::Latest => {
                 if let Some(pos) = self.positions.get_mut(&partition) {
                     pos.next = None;
                 }
-                self.seek(partition, Offset::End)
+                self.seek(partition, Offset::End).map(|()| false)
             }
             OffsetPolicy::Stop => Err(IngestError::OffsetOutOfRange {
                 topic: self.cfg.topic.clone(),
@@ -366,86 +450,111 @@ impl Loop {
         }
     }
 
-    /// Validates and commits the buffer with each partition's last offset.
-    async fn flush(&mut self) -> Result<()> {
+    /// Hands the buffer to a background task that validates it and commits
+    /// it with each partition's last offset.
+    fn start_flush(&mut self) {
         self.first_buffered_at = None;
-        if self.buffer.is_empty() {
-            return Ok(());
+        if self.buffer.is_empty() || self.in_flight.len() >= self.cfg.max_batches_in_flight {
+            return;
         }
-        let started = Instant::now();
         let buffer = std::mem::take(&mut self.buffer);
-        let topic = self.cfg.topic.clone();
         let mut last: HashMap<i32, i64> = HashMap::new();
         for b in &buffer {
             let e = last.entry(b.partition).or_insert(b.offset);
             *e = (*e).max(b.offset);
         }
-        let mut originals: HashMap<(i32, i64), Vec<u8>> = HashMap::new();
-        let items: Vec<(Input, Source)> = buffer
-            .into_iter()
-            .map(|b| {
-                let input = Input::parse(&b.payload);
-                if self.dlq.is_some() {
-                    originals.insert((b.partition, b.offset), b.payload);
-                }
-                let source = Source::Kafka {
-                    topic: topic.clone(),
-                    partition: b.partition,
-                    offset: b.offset,
-                };
-                (input, source)
-            })
-            .collect();
-        let n = items.len();
-        let mut prepared = self
-            .pipeline
-            .prepare_sourced(&Principal::Admin, items, Utc::now());
-        let positions = &self.positions;
-        prepared.retain_rejected(|r| match &r.source {
-            Source::Kafka {
-                partition, offset, ..
-            } => positions
-                .get(partition)
-                .and_then(|p| p.rejected)
-                .is_none_or(|done| *offset > done),
-            Source::Http => true,
-        });
-        if let Some(dlq) = &self.dlq {
-            self.send_dead_letters(dlq, prepared.rejected(), &originals)
-                .await?;
-        }
-        let txns: Vec<(String, i64)> = last.iter().map(|(p, o)| (app_id(&topic, *p), *o)).collect();
-        let had_rejections: Vec<i32> = prepared
-            .rejected()
+        let done: HashMap<i32, i64> = self
+            .positions
             .iter()
-            .filter_map(|r| match &r.source {
-                Source::Kafka { partition, .. } => Some(*partition),
-                Source::Http => None,
-            })
+            .filter_map(|(p, pos)| pos.rejected.map(|r| (*p, r)))
             .collect();
-        match self
-            .pipeline
-            .commit_with_txns(prepared, "kafka", txns)
-            .await
-        {
+        let batch = Batch {
+            topic: self.cfg.topic.clone(),
+            txns: last
+                .iter()
+                .map(|(p, o)| (app_id(&self.cfg.topic, *p), *o))
+                .collect(),
+            rejected_done: done,
+            dlq: self.dlq.clone().zip(self.cfg.dlq_topic.clone()),
+        };
+        let messages = buffer.len();
+        let newest_ms = buffer.iter().filter_map(|b| b.timestamp_ms).max();
+        let pipeline = self.pipeline.clone();
+        let previous = self.last_done.take();
+        let (done_tx, done_rx) = oneshot::channel();
+        self.last_done = Some(done_rx);
+        let task = tokio::spawn(async move {
+            let (had_rejections, result) = match batch.prepare(&pipeline, buffer).await {
+                Ok((prepared, had_rejections)) => {
+                    let before_ok = match previous {
+                        None => true,
+                        Some(rx) => rx.await.unwrap_or(false),
+                    };
+                    if before_ok {
+                        (had_rejections, batch.commit(&pipeline, prepared).await)
+                    } else {
+                        pipeline.abandon(prepared);
+                        (
+                            Vec::new(),
+                            Err(IngestError::Kafka {
+                                topic: batch.topic.clone(),
+                                message: "an earlier batch was not committed".to_owned(),
+                            }),
+                        )
+                    }
+                }
+                Err(e) => (Vec::new(), Err(e)),
+            };
+            let _ = done_tx.send(result.is_ok());
+            (had_rejections, result)
+        });
+        self.in_flight.push_back(InFlight {
+            task,
+            last,
+            newest_ms,
+            messages,
+            started: Instant::now(),
+        });
+    }
+
+    /// Waits for every batch in flight and settles them in order.
+    async fn finish_in_flight(&mut self) -> Result<()> {
+        while !self.in_flight.is_empty() {
+            let res = join_in_flight(&mut self.in_flight).await;
+            self.settle(res).await?;
+        }
+        Ok(())
+    }
+
+    /// Records a finished batch: positions, Kafka offsets, metrics; or, when
+    /// the table refused it, repositions every partition from the table.
+    async fn settle(&mut self, res: (InFlight, Vec<i32>, Result<IngestSummary>)) -> Result<()> {
+        let (done, had_rejections, result) = res;
+        let topic = self.cfg.topic.clone();
+        match result {
             Ok(summary) => {
                 let mut tpl = TopicPartitionList::new();
-                for (p, o) in &last {
+                for (p, o) in &done.last {
                     if let Some(pos) = self.positions.get_mut(p) {
                         pos.stored = Some(*o);
                         if had_rejections.contains(p) {
                             pos.rejected = Some(*o);
                         }
+                        let _ = tpl.add_partition_offset(&topic, *p, Offset::Offset(o + 1));
                     }
-                    let _ = tpl.add_partition_offset(&topic, *p, Offset::Offset(o + 1));
                 }
                 // Lag tools read the group's offsets; the table stays the truth.
-                if let Err(e) = self.consumer.commit(&tpl, CommitMode::Async) {
+                if tpl.count() > 0
+                    && let Err(e) = self.consumer.commit(&tpl, CommitMode::Async)
+                {
                     warn!(error = %e, "committing offsets to Kafka failed (the table holds them)");
                 }
-                self.metrics.commit(started.elapsed());
+                self.metrics.commit(done.started.elapsed());
+                if let Some(ms) = done.newest_ms {
+                    self.watermark.advance_to_ms(ms);
+                }
                 debug!(
-                    messages = n,
+                    messages = done.messages,
                     accepted = summary.accepted,
                     duplicates = summary.duplicates,
                     "kafka batch committed"
@@ -454,9 +563,18 @@ impl Loop {
             }
             Err(e) if e.is_retryable() => {
                 // Most likely another member committed these partitions
-                // (a rebalance we have not seen yet): start over from the table.
+                // (a rebalance we have not seen yet): start over from the
+                // table, dropping what was read after the refused batch too.
                 warn!(error = %e, "kafka batch not committed; repositioning from the table");
                 self.metrics.commit_conflict();
+                // Later batches wait for this one and give up without
+                // committing; collect them before re-reading.
+                while !self.in_flight.is_empty() {
+                    let _ = join_in_flight(&mut self.in_flight).await;
+                }
+                self.last_done = None;
+                self.buffer.clear();
+                self.first_buffered_at = None;
                 let parts: Vec<i32> = self.positions.keys().copied().collect();
                 self.position_from_table(&parts).await?;
                 for p in parts {
@@ -480,57 +598,168 @@ impl Loop {
             Err(e) => Err(e),
         }
     }
+}
 
-    async fn send_dead_letters(
+/// What a batch task needs besides the messages.
+struct Batch {
+    topic: String,
+    txns: Vec<(String, i64)>,
+    /// Per partition, the last offset whose dead letters are recorded.
+    rejected_done: HashMap<i32, i64>,
+    dlq: Option<(FutureProducer, String)>,
+}
+
+impl Batch {
+    /// Parses and prepares the messages on the blocking pool, in one chunk
+    /// per core, then drops dead letters recorded before a crash and sends
+    /// the rest to the DLQ topic. Returns the partitions with dead letters.
+    async fn prepare(
         &self,
-        dlq: &FutureProducer,
-        rejected: &[keyshift_store::RejectedRecord],
-        originals: &HashMap<(i32, i64), Vec<u8>>,
-    ) -> Result<()> {
-        let Some(dlq_topic) = &self.cfg.dlq_topic else {
-            return Ok(());
-        };
-        let mut sends = Vec::new();
-        for r in rejected {
-            let Source::Kafka {
-                partition, offset, ..
-            } = &r.source
-            else {
-                continue;
-            };
-            let Some(payload) = originals.get(&(*partition, *offset)) else {
-                continue;
-            };
-            let headers = OwnedHeaders::new()
-                .insert(Header {
-                    key: "keyshift-error",
-                    value: Some(r.error.as_str()),
-                })
-                .insert(Header {
-                    key: "keyshift-source-topic",
-                    value: Some(self.cfg.topic.as_str()),
-                })
-                .insert(Header {
-                    key: "keyshift-source-partition",
-                    value: Some(&partition.to_string()),
-                })
-                .insert(Header {
-                    key: "keyshift-source-offset",
-                    value: Some(&offset.to_string()),
+        pipeline: &Arc<Pipeline>,
+        buffer: Vec<Buffered>,
+    ) -> Result<(Prepared, Vec<i32>)> {
+        let mut originals: HashMap<(i32, i64), Vec<u8>> = HashMap::new();
+        let chunks = std::thread::available_parallelism().map_or(2, |n| n.get().clamp(1, 4));
+        let per_chunk = buffer.len().div_ceil(chunks).max(1);
+        let mut tasks = Vec::with_capacity(chunks);
+        let mut buffer = buffer.into_iter().peekable();
+        let now = Utc::now();
+        while buffer.peek().is_some() {
+            let chunk: Vec<Buffered> = buffer.by_ref().take(per_chunk).collect();
+            if self.dlq.is_some() {
+                for b in &chunk {
+                    originals.insert((b.partition, b.offset), b.payload.clone());
+                }
+            }
+            let (pipeline, topic) = (pipeline.clone(), self.topic.clone());
+            tasks.push(tokio::task::spawn_blocking(move || {
+                let items = chunk.into_iter().map(|b| Item {
+                    input: Input::parse(&b.payload),
+                    source: Source::Kafka {
+                        topic: topic.clone(),
+                        partition: b.partition,
+                        offset: b.offset,
+                    },
+                    principal: b.scope.map_or(Principal::Admin, Principal::Rp),
                 });
-            let record = FutureRecord::<(), [u8]>::to(dlq_topic)
-                .payload(payload.as_slice())
-                .headers(headers);
-            sends.push(dlq.send(record, Duration::from_secs(30)));
+                pipeline.prepare_items(items, now)
+            }));
         }
-        for s in sends {
-            s.await.map_err(|(e, _)| IngestError::Kafka {
-                topic: dlq_topic.clone(),
-                message: format!("producing a dead letter: {e}"),
-            })?;
+        let mut parts = Vec::with_capacity(tasks.len());
+        for t in tasks {
+            parts.push(t.await.map_err(|e| IngestError::Kafka {
+                topic: self.topic.clone(),
+                message: format!("batch worker failed: {e}"),
+            })?);
         }
-        Ok(())
+        let mut prepared = Prepared::merge(parts);
+        let done = &self.rejected_done;
+        prepared.retain_rejected(|r| match &r.source {
+            Source::Kafka {
+                partition, offset, ..
+            } => done.get(partition).is_none_or(|d| *offset > *d),
+            Source::Http => true,
+        });
+        if let Some((producer, dlq_topic)) = &self.dlq {
+            send_dead_letters(
+                producer,
+                dlq_topic,
+                &self.topic,
+                prepared.rejected(),
+                &originals,
+            )
+            .await?;
+        }
+        let mut had_rejections: Vec<i32> = prepared
+            .rejected()
+            .iter()
+            .filter_map(|r| match &r.source {
+                Source::Kafka { partition, .. } => Some(*partition),
+                Source::Http => None,
+            })
+            .collect();
+        had_rejections.sort_unstable();
+        had_rejections.dedup();
+        Ok((prepared, had_rejections))
     }
+
+    async fn commit(&self, pipeline: &Pipeline, prepared: Prepared) -> Result<IngestSummary> {
+        pipeline
+            .commit_with_txns(prepared, "kafka", self.txns.clone())
+            .await
+    }
+}
+
+/// The oldest batch in flight, once finished (pending when there is none).
+async fn join_in_flight(
+    slot: &mut VecDeque<InFlight>,
+) -> (InFlight, Vec<i32>, Result<IngestSummary>) {
+    let Some(f) = slot.front_mut() else {
+        return std::future::pending().await;
+    };
+    let (had_rejections, res) = match (&mut f.task).await {
+        Ok(r) => r,
+        Err(e) => (
+            Vec::new(),
+            Err(IngestError::Kafka {
+                topic: String::new(),
+                message: format!("batch task failed: {e}"),
+            }),
+        ),
+    };
+    let Some(done) = slot.pop_front() else {
+        unreachable!("the queue was checked above")
+    };
+    (done, had_rejections, res)
+}
+
+async fn send_dead_letters(
+    dlq: &FutureProducer,
+    dlq_topic: &str,
+    source_topic: &str,
+    rejected: &[keyshift_store::RejectedRecord],
+    originals: &HashMap<(i32, i64), Vec<u8>>,
+) -> Result<()> {
+    let mut sends = Vec::new();
+    for r in rejected {
+        let Source::Kafka {
+            partition, offset, ..
+        } = &r.source
+        else {
+            continue;
+        };
+        let Some(payload) = originals.get(&(*partition, *offset)) else {
+            continue;
+        };
+        let headers = OwnedHeaders::new()
+            .insert(Header {
+                key: "keyshift-error",
+                value: Some(r.error.as_str()),
+            })
+            .insert(Header {
+                key: "keyshift-source-topic",
+                value: Some(source_topic),
+            })
+            .insert(Header {
+                key: "keyshift-source-partition",
+                value: Some(&partition.to_string()),
+            })
+            .insert(Header {
+                key: "keyshift-source-offset",
+                value: Some(&offset.to_string()),
+            });
+        let record = FutureRecord::<(), [u8]>::to(dlq_topic)
+            .payload(payload.as_slice())
+            .headers(headers);
+        sends.push(dlq.send(record, Duration::from_secs(30)));
+    }
+    for res in futures::future::join_all(sends).await {
+        res.map_err(|(e, _)| IngestError::Kafka {
+            topic: dlq_topic.to_owned(),
+            message: format!("producing a dead letter: {e}"),
+        })?;
+    }
+    Ok(())
 }
 
 async fn sleep_until(deadline: Option<tokio::time::Instant>) {

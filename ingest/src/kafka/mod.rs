@@ -10,6 +10,7 @@
 //! so that standard lag tools work.
 
 mod consumer;
+pub mod forward;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -17,6 +18,12 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 pub use consumer::run_consumer;
+pub use forward::Forwarder;
+
+/// Header set by `keyshift collector --brokers` on messages it produced for
+/// an RP token: the rp_id that token may write. Ingest holds the message to
+/// it, as the embedded collector holds the request.
+pub const SCOPE_HEADER: &str = "keyshift-rp-scope";
 
 /// What to do when a partition's next offset is no longer on the broker
 /// (retention deleted it).
@@ -47,11 +54,19 @@ pub struct KafkaConfig {
     pub offset_out_of_range: OffsetPolicy,
     /// Commit when this many messages are buffered.
     pub max_batch_messages: usize,
+    /// Batches being validated or committed while the next one is read.
+    /// Two let one batch's parsing (on every core) overlap the previous
+    /// one's commit; memory grows by about one batch per step.
+    pub max_batches_in_flight: usize,
     /// Commit at least this often while messages are buffered.
     #[serde(with = "humantime_serde")]
     pub max_batch_delay: Duration,
     /// librdkafka's fetch buffer (`queued.max.messages.kbytes`), in KiB.
     pub fetch_buffer_kib: usize,
+    /// `keyshift collector --brokers`: how long a message may take to be
+    /// acknowledged before the request fails with 503.
+    #[serde(with = "humantime_serde")]
+    pub produce_timeout: Duration,
     /// Further librdkafka properties (security, timeouts), passed through.
     pub librdkafka: BTreeMap<String, String>,
 }
@@ -73,9 +88,11 @@ impl Default for KafkaConfig {
             dlq_topic: None,
             start_from: StartFrom::Earliest,
             offset_out_of_range: OffsetPolicy::Earliest,
-            max_batch_messages: 20_000,
+            max_batch_messages: 50_000,
+            max_batches_in_flight: 2,
             max_batch_delay: Duration::from_secs(1),
-            fetch_buffer_kib: 32 * 1024,
+            fetch_buffer_kib: 8 * 1024,
+            produce_timeout: Duration::from_secs(30),
             librdkafka: BTreeMap::new(),
         }
     }
@@ -96,14 +113,38 @@ impl KafkaConfig {
         if self.max_batch_messages == 0 {
             errors.push("kafka.max_batch_messages must be at least 1".to_owned());
         }
+        if !(1..=8).contains(&self.max_batches_in_flight) {
+            errors.push("kafka.max_batches_in_flight must be between 1 and 8".to_owned());
+        }
         if self.max_batch_delay.is_zero() {
             errors.push("kafka.max_batch_delay must be more than 0".to_owned());
+        }
+        if self.produce_timeout < Duration::from_secs(1) {
+            errors.push("kafka.produce_timeout must be at least 1s".to_owned());
         }
         if self.fetch_buffer_kib < 1024 {
             errors.push("kafka.fetch_buffer_kib must be at least 1024".to_owned());
         }
         errors
     }
+}
+
+/// librdkafka settings for one client: the brokers, then `ours`, then the
+/// operator's `kafka.librdkafka` passthrough, which wins.
+pub(crate) fn client_config(
+    cfg: &KafkaConfig,
+    brokers: &str,
+    ours: &[(&str, &str)],
+) -> rdkafka::config::ClientConfig {
+    let mut c = rdkafka::config::ClientConfig::new();
+    c.set("bootstrap.servers", brokers);
+    for (k, v) in ours {
+        c.set(*k, *v);
+    }
+    for (k, v) in &cfg.librdkafka {
+        c.set(k, v);
+    }
+    c
 }
 
 /// The `txn` app id that records a partition's position.

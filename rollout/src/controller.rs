@@ -1,0 +1,691 @@
+//! The running controller: folds the decision log at start-up, evaluates
+//! each rollout every interval, applies manual operations, and answers
+//! assignments from memory.
+//!
+//! Decisions are made one at a time (a mutex) and recorded before they take
+//! effect: a decision the log refused (another controller recorded that
+//! sequence number first) stops this controller instead of diverging.
+//! Consecutive holds that change nothing (same reason, same counters) are
+//! not recorded again; the latest evaluation is still kept for the API.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+use keyshift_store::decisions::decisions_from_batches;
+use keyshift_store::{QueryEngine, StoreError, WriterHandle};
+use serde::Serialize;
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use crate::assign::{self, Basis, FULL};
+use crate::config::{RolloutConfig, RolloutSettings};
+use crate::decision::{Action, Decision, Phase, RolloutState};
+use crate::evaluate::{Inputs, Outcome, is_fresh, judge};
+use crate::kafka::DecisionPublisher;
+use crate::metrics::RolloutMetrics;
+use crate::observe::observe;
+use crate::{Result, RolloutError};
+
+/// The ingest watermark: data before it is complete in the store.
+pub type Watermark = Arc<dyn Fn() -> Option<DateTime<Utc>> + Send + Sync>;
+
+/// A manual operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    Pause,
+    Resume,
+    Promote,
+    Rollback,
+    Abort,
+}
+
+impl Operation {
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "pause" => Operation::Pause,
+            "resume" => Operation::Resume,
+            "promote" => Operation::Promote,
+            "rollback" => Operation::Rollback,
+            "abort" => Operation::Abort,
+            _ => return None,
+        })
+    }
+}
+
+/// One user's assignment.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Assignment {
+    pub rollout: String,
+    pub user: String,
+    pub bucket: u32,
+    pub percent: f64,
+    pub enabled: bool,
+    pub variant: &'static str,
+}
+
+/// What the API shows about a rollout.
+#[derive(Debug, Clone, Serialize)]
+pub struct Snapshot {
+    pub id: String,
+    pub rp_id: String,
+    pub stage: crate::config::Stage,
+    pub state: RolloutState,
+    pub percent: f64,
+    pub steps: Vec<f64>,
+    pub last_decision: Option<Decision>,
+    /// The latest evaluation, recorded or not (a repeated hold is not).
+    pub last_evaluation: Option<Decision>,
+}
+
+struct Entry {
+    cfg: RolloutConfig,
+    state: RolloutState,
+    last_decision: Option<Decision>,
+    last_evaluation: Option<Decision>,
+    next_due: DateTime<Utc>,
+}
+
+pub struct Controller {
+    settings: RolloutSettings,
+    writer: WriterHandle,
+    engine: QueryEngine,
+    watermark: Watermark,
+    metrics: RolloutMetrics,
+    entries: RwLock<BTreeMap<String, Entry>>,
+    deciding: tokio::sync::Mutex<()>,
+    /// Kafka mode: the decisions topic.
+    publisher: Option<DecisionPublisher>,
+    /// Set once another controller fenced this one; it then stops.
+    fenced: std::sync::atomic::AtomicBool,
+}
+
+impl std::fmt::Debug for Controller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Controller")
+            .field("rollouts", &self.settings.rollouts.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Reads every recorded decision, per rollout, in order.
+pub async fn load_log(engine: &QueryEngine) -> Result<BTreeMap<String, Vec<Decision>>> {
+    let out = engine
+        .sql_unbounded("SELECT * FROM rollout_decisions ORDER BY rollout_id, seq")
+        .await
+        .map_err(|e| RolloutError::Load(Box::new(e)))?;
+    let records =
+        decisions_from_batches(&out.batches).map_err(|e| RolloutError::Load(Box::new(e)))?;
+    let mut by_rollout: BTreeMap<String, Vec<Decision>> = BTreeMap::new();
+    for r in &records {
+        by_rollout
+            .entry(r.rollout_id.clone())
+            .or_default()
+            .push(Decision::from_record(r));
+    }
+    Ok(by_rollout)
+}
+
+impl Controller {
+    /// Folds the log, then records a `start` for new rollouts and a
+    /// `config_changed` for rollouts whose configuration changed.
+    pub async fn start(
+        settings: RolloutSettings,
+        writer: WriterHandle,
+        engine: QueryEngine,
+        watermark: Watermark,
+        metrics: RolloutMetrics,
+        now: DateTime<Utc>,
+    ) -> Result<Self> {
+        Self::start_with(settings, writer, engine, watermark, metrics, None, now).await
+    }
+
+    /// Like [`Controller::start`], publishing decisions to Kafka too.
+    pub async fn start_with(
+        settings: RolloutSettings,
+        writer: WriterHandle,
+        engine: QueryEngine,
+        watermark: Watermark,
+        metrics: RolloutMetrics,
+        publisher: Option<DecisionPublisher>,
+        now: DateTime<Utc>,
+    ) -> Result<Self> {
+        let log = load_log(&engine).await?;
+        let controller = Self {
+            settings: settings.clone(),
+            writer,
+            engine,
+            watermark,
+            metrics,
+            entries: RwLock::new(BTreeMap::new()),
+            deciding: tokio::sync::Mutex::new(()),
+            publisher,
+            fenced: std::sync::atomic::AtomicBool::new(false),
+        };
+        for (id, decisions) in &log {
+            if settings.get(id).is_none() {
+                warn!(rollout = %id, decisions = decisions.len(), "rollout in the decision log but not in the configuration: not served");
+            }
+        }
+        for cfg in &settings.rollouts {
+            let past = log.get(&cfg.id).map(Vec::as_slice).unwrap_or_default();
+            let state = RolloutState::fold(cfg, past);
+            let last = past.last().cloned();
+            let entry = Entry {
+                cfg: cfg.clone(),
+                state: state
+                    .clone()
+                    .unwrap_or_else(|| RolloutState::initial(cfg, now)),
+                last_decision: last,
+                last_evaluation: None,
+                next_due: now,
+            };
+            controller.write_entries().insert(cfg.id.clone(), entry);
+            match state {
+                None => {
+                    let step = Some(0);
+                    let outcome = Outcome {
+                        action: Action::Start,
+                        hold: None,
+                        detail: Some("new rollout".to_owned()),
+                        phase: Phase::Running,
+                        to_step: step,
+                        to_percent: cfg.step_percent(step),
+                        breaches: BTreeMap::new(),
+                        evidence: json!({"config": cfg, "config_hash": cfg.hash()}),
+                    };
+                    controller
+                        .record(&cfg.id, outcome, now, "controller", None, None)
+                        .await?;
+                }
+                Some(s) if s.config_hash != cfg.hash() => {
+                    controller.config_changed(cfg, &s, now).await?;
+                }
+                Some(s) => {
+                    info!(rollout = %cfg.id, seq = s.seq, phase = s.phase.name(), percent = %assign::format_percent(s.percent), "rollout resumed from the decision log");
+                }
+            }
+            controller.publish_metrics(&cfg.id);
+        }
+        controller.metrics.up(true);
+        Ok(controller)
+    }
+
+    fn read_entries(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Entry>> {
+        self.entries
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn write_entries(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<String, Entry>> {
+        self.entries
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    async fn config_changed(
+        &self,
+        cfg: &RolloutConfig,
+        s: &RolloutState,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        // The step index keeps its meaning only if the step still exists;
+        // otherwise the last step (never more exposure than configured).
+        let to_step = s.step.map(|i| i.min(cfg.steps.len() - 1));
+        let mut notes = Vec::new();
+        if cfg.group_id() != s.group_id {
+            error!(rollout = %cfg.id, recorded = %s.group_id, configured = %cfg.group_id(), "group_id change refused: it would reshuffle exposed users; keeping the recorded one");
+            notes.push(format!(
+                "group_id change to {:?} refused; {:?} stays",
+                cfg.group_id(),
+                s.group_id
+            ));
+        }
+        if to_step != s.step {
+            notes.push("the current step no longer exists; moved to the last step".to_owned());
+        }
+        warn!(rollout = %cfg.id, from = %s.config_hash, to = %cfg.hash(), "rollout configuration changed; recorded");
+        let outcome = Outcome {
+            action: Action::ConfigChanged,
+            hold: None,
+            detail: Some(format!("{} → {}", s.config_hash, cfg.hash())),
+            phase: s.phase,
+            to_step,
+            to_percent: cfg
+                .step_percent(to_step)
+                .min(if s.step.is_some() { FULL } else { 0 }),
+            breaches: BTreeMap::new(),
+            evidence: json!({
+                "previous_hash": s.config_hash,
+                "config_hash": cfg.hash(),
+                "config": cfg,
+                "notes": notes,
+            }),
+        };
+        self.record(&cfg.id, outcome, now, "controller", None, None)
+            .await
+            .map(|_| ())
+    }
+
+    /// Builds the decision for `outcome` from the entry's current state,
+    /// records it in the log, then applies it.
+    async fn record(
+        &self,
+        id: &str,
+        outcome: Outcome,
+        now: DateTime<Utc>,
+        actor: &str,
+        watermark: Option<DateTime<Utc>>,
+        window: Option<(DateTime<Utc>, DateTime<Utc>)>,
+    ) -> Result<Decision> {
+        let decision = self.decision_for(id, &outcome, now, actor, watermark, window)?;
+        self.append(&decision).await?;
+        self.apply(&decision);
+        Ok(decision)
+    }
+
+    fn decision_for(
+        &self,
+        id: &str,
+        outcome: &Outcome,
+        now: DateTime<Utc>,
+        actor: &str,
+        watermark: Option<DateTime<Utc>>,
+        window: Option<(DateTime<Utc>, DateTime<Utc>)>,
+    ) -> Result<Decision> {
+        let entries = self.read_entries();
+        let e = entries
+            .get(id)
+            .ok_or_else(|| RolloutError::NotFound(id.to_owned()))?;
+        let reason = match (outcome.hold, &outcome.detail) {
+            (Some(h), _) => Some(h.name().to_owned()),
+            (None, Some(d)) => Some(d.clone()),
+            (None, None) => None,
+        };
+        let mut evidence = outcome.evidence.clone();
+        if let (Some(h), Some(d)) = (outcome.hold, &outcome.detail) {
+            evidence["detail"] = json!(d);
+            evidence["hold"] = json!(h.name());
+        }
+        Ok(Decision {
+            rollout_id: id.to_owned(),
+            seq: e.state.seq + 1,
+            decided_at: now,
+            action: outcome.action,
+            reason,
+            actor: actor.to_owned(),
+            phase: outcome.phase,
+            from_step: e.state.step,
+            to_step: outcome.to_step,
+            from_percent: e.state.percent,
+            to_percent: outcome.to_percent,
+            config_hash: e.cfg.hash(),
+            // Fixed at the rollout's start (see `config_changed`).
+            group_id: if e.state.seq == 0 {
+                e.cfg.group_id().to_owned()
+            } else {
+                e.state.group_id.clone()
+            },
+            watermark,
+            window_start: window.map(|w| w.0),
+            window_end: window.map(|w| w.1),
+            breaches: outcome.breaches.clone(),
+            evidence,
+        })
+    }
+
+    async fn append(&self, d: &Decision) -> Result<()> {
+        if self.fenced.load(std::sync::atomic::Ordering::Acquire) {
+            return Err(RolloutError::Fenced {
+                rollout_id: d.rollout_id.clone(),
+                seq: d.seq,
+            });
+        }
+        if let Some(p) = &self.publisher
+            && let Err(e) = p.publish(d).await
+        {
+            if matches!(e, RolloutError::Kafka { fenced: true, .. }) {
+                self.fence();
+                return Err(RolloutError::Fenced {
+                    rollout_id: d.rollout_id.clone(),
+                    seq: d.seq,
+                });
+            }
+            return Err(e);
+        }
+        match self.writer.append_decision(d.to_record()).await {
+            Ok(_) => Ok(()),
+            Err(StoreError::Fenced { .. }) => {
+                self.fence();
+                Err(RolloutError::Fenced {
+                    rollout_id: d.rollout_id.clone(),
+                    seq: d.seq,
+                })
+            }
+            Err(source) => Err(RolloutError::Record {
+                rollout_id: d.rollout_id.clone(),
+                seq: d.seq,
+                source: Box::new(source),
+            }),
+        }
+    }
+
+    fn fence(&self) {
+        self.fenced
+            .store(true, std::sync::atomic::Ordering::Release);
+        self.metrics.up(false);
+        error!("another rollout controller took over: this one is fenced and stops");
+    }
+
+    fn apply(&self, d: &Decision) {
+        {
+            let mut entries = self.write_entries();
+            if let Some(e) = entries.get_mut(&d.rollout_id) {
+                e.state.apply(d);
+                e.last_decision = Some(d.clone());
+                e.last_evaluation = Some(d.clone());
+            }
+        }
+        self.metrics.decision(d.action);
+        self.publish_metrics(&d.rollout_id);
+        info!(
+            rollout = %d.rollout_id,
+            seq = d.seq,
+            action = d.action.name(),
+            reason = d.reason.as_deref().unwrap_or(""),
+            from = %assign::format_percent(d.from_percent),
+            to = %assign::format_percent(d.to_percent),
+            actor = %d.actor,
+            "rollout decision"
+        );
+    }
+
+    fn publish_metrics(&self, id: &str) {
+        let entries = self.read_entries();
+        if let Some(e) = entries.get(id) {
+            self.metrics.state(id, e.state.phase, e.state.percent);
+        }
+    }
+
+    /// Evaluates one rollout now. `None` when it is not running.
+    pub async fn evaluate(&self, id: &str, now: DateTime<Utc>) -> Result<Option<Decision>> {
+        let _one_at_a_time = self.deciding.lock().await;
+        let started = Instant::now();
+        let result = self.evaluate_locked(id, now).await;
+        self.metrics
+            .evaluation(started.elapsed().as_secs_f64(), result.is_ok());
+        result
+    }
+
+    async fn evaluate_locked(&self, id: &str, now: DateTime<Utc>) -> Result<Option<Decision>> {
+        let (cfg, state, last) = {
+            let entries = self.read_entries();
+            let e = entries
+                .get(id)
+                .ok_or_else(|| RolloutError::NotFound(id.to_owned()))?;
+            (e.cfg.clone(), e.state.clone(), e.last_decision.clone())
+        };
+        if state.phase != Phase::Running {
+            self.metrics.hold(id, None);
+            return Ok(None);
+        }
+        if state.step.is_none() {
+            // Resumed at 0 %: nobody is exposed, nothing to judge.
+            let step = Some(0);
+            let outcome = Outcome {
+                action: Action::Advance,
+                hold: None,
+                detail: Some("resumed from 0%".to_owned()),
+                phase: Phase::Running,
+                to_step: step,
+                to_percent: cfg.step_percent(step),
+                breaches: BTreeMap::new(),
+                evidence: json!({}),
+            };
+            return self
+                .record(id, outcome, now, "controller", None, None)
+                .await
+                .map(Some);
+        }
+        let watermark = (self.watermark)();
+        let window_end = watermark.map_or(now, |w| w.min(now));
+        let window = (state.step_started_at, window_end);
+        let observation = if is_fresh(&cfg, watermark, now) {
+            Some(
+                observe(&self.engine, &cfg.rp_id, &cfg.id, window.0, window.1)
+                    .await
+                    .map_err(|source| RolloutError::Observe {
+                        rollout_id: id.to_owned(),
+                        source: Box::new(source),
+                    })?,
+            )
+        } else {
+            None
+        };
+        let outcome = judge(Inputs {
+            cfg: &cfg,
+            state: &state,
+            now,
+            watermark,
+            observation: observation.as_ref(),
+            alpha: self.settings.alpha,
+            srm_p_value: self.settings.srm_p_value,
+        });
+        self.metrics.hold(id, outcome.hold);
+        let decision =
+            self.decision_for(id, &outcome, now, "controller", watermark, Some(window))?;
+        let repeat = last.as_ref().is_some_and(|l| {
+            decision.action == Action::Hold
+                && l.action == Action::Hold
+                && l.reason == decision.reason
+                && l.breaches == decision.breaches
+                && l.phase == decision.phase
+        });
+        if repeat {
+            if let Some(e) = self.write_entries().get_mut(id) {
+                let mut seen = decision.clone();
+                seen.seq = e.state.seq;
+                e.last_evaluation = Some(seen);
+            }
+            return Ok(None);
+        }
+        self.append(&decision).await?;
+        self.apply(&decision);
+        Ok(Some(decision))
+    }
+
+    /// Applies an operator's operation. `reason` is required.
+    pub async fn operate(
+        &self,
+        id: &str,
+        op: Operation,
+        reason: &str,
+        actor: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Decision> {
+        let _one_at_a_time = self.deciding.lock().await;
+        let invalid = |message: String| RolloutError::Invalid {
+            rollout_id: id.to_owned(),
+            message,
+        };
+        if reason.trim().is_empty() {
+            return Err(invalid("a reason is required".to_owned()));
+        }
+        let (cfg, state) = {
+            let entries = self.read_entries();
+            let e = entries
+                .get(id)
+                .ok_or_else(|| RolloutError::NotFound(id.to_owned()))?;
+            (e.cfg.clone(), e.state.clone())
+        };
+        let last = cfg.steps.len() - 1;
+        let (action, phase, to_step) = match (op, state.phase) {
+            (Operation::Pause, Phase::Running) => (Action::Pause, Phase::Paused, state.step),
+            (Operation::Resume, Phase::Paused | Phase::Aborted) => {
+                (Action::Resume, Phase::Running, state.step)
+            }
+            (Operation::Promote, Phase::Running | Phase::Paused) => match state.step {
+                Some(s) if s >= last => (Action::Complete, Phase::Completed, Some(last)),
+                Some(s) => (Action::Promote, state.phase, Some(s + 1)),
+                None => (Action::Promote, state.phase, Some(0)),
+            },
+            (Operation::Rollback, Phase::Running | Phase::Paused | Phase::Completed) => {
+                match state.step {
+                    None => return Err(invalid("already at 0%".to_owned())),
+                    Some(s) => (Action::Rollback, Phase::Paused, s.checked_sub(1)),
+                }
+            }
+            (Operation::Abort, Phase::Running | Phase::Paused | Phase::Completed) => {
+                (Action::Abort, Phase::Aborted, None)
+            }
+            (op, phase) => {
+                return Err(invalid(format!(
+                    "cannot {op:?} a rollout that is {}",
+                    phase.name()
+                )));
+            }
+        };
+        let outcome = Outcome {
+            action,
+            hold: None,
+            detail: Some(reason.trim().to_owned()),
+            phase,
+            to_step,
+            to_percent: cfg.step_percent(to_step),
+            breaches: BTreeMap::new(),
+            evidence: json!({"operation": format!("{op:?}").to_lowercase(), "reason": reason.trim()}),
+        };
+        self.record(id, outcome, now, actor, None, None).await
+    }
+
+    /// The assignment of `user` in rollout `id`.
+    pub fn assign(&self, id: &str, user: &str) -> Result<Assignment> {
+        let (group, percent) = self.exposure(id)?;
+        self.metrics.assigned(1);
+        Ok(assignment(id, user, &group, percent))
+    }
+
+    /// The assignments of many users (one lock, one lookup).
+    pub fn assign_many(&self, id: &str, users: &[String]) -> Result<Vec<Assignment>> {
+        let (group, percent) = self.exposure(id)?;
+        self.metrics.assigned(users.len());
+        Ok(users
+            .iter()
+            .map(|u| assignment(id, u, &group, percent))
+            .collect())
+    }
+
+    fn exposure(&self, id: &str) -> Result<(String, Basis)> {
+        let entries = self.read_entries();
+        let e = entries
+            .get(id)
+            .ok_or_else(|| RolloutError::NotFound(id.to_owned()))?;
+        Ok((e.state.group_id.clone(), e.state.percent))
+    }
+
+    /// The rp_id a rollout belongs to (for RP-token scoping).
+    pub fn rp_id(&self, id: &str) -> Option<String> {
+        self.read_entries().get(id).map(|e| e.cfg.rp_id.clone())
+    }
+
+    pub fn snapshot(&self, id: &str) -> Option<Snapshot> {
+        let entries = self.read_entries();
+        entries.get(id).map(snapshot_of)
+    }
+
+    pub fn list(&self) -> Vec<Snapshot> {
+        self.read_entries().values().map(snapshot_of).collect()
+    }
+
+    /// The recorded decisions of a rollout, oldest first.
+    pub async fn decisions(&self, id: &str) -> Result<Vec<Decision>> {
+        if self.read_entries().get(id).is_none() {
+            return Err(RolloutError::NotFound(id.to_owned()));
+        }
+        Ok(load_log(&self.engine).await?.remove(id).unwrap_or_default())
+    }
+
+    /// Evaluates every rollout whose interval has come round.
+    pub async fn tick(&self, now: DateTime<Utc>) -> Result<()> {
+        let due: Vec<String> = self
+            .read_entries()
+            .iter()
+            .filter(|(_, e)| e.next_due <= now)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in due {
+            let result = self.evaluate(&id, now).await;
+            if let Some(e) = self.write_entries().get_mut(&id) {
+                let every = chrono::Duration::from_std(e.cfg.evaluation_interval)
+                    .unwrap_or(chrono::Duration::minutes(5));
+                e.next_due = now + every;
+            }
+            match result {
+                Ok(_) => {}
+                Err(e) if e.is_retryable() => {
+                    warn!(rollout = %id, error = %e, "evaluation failed; retrying next interval");
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// Evaluates on schedule until `shutdown`; returns the first fatal error
+    /// (fenced by another controller, say).
+    pub async fn run(self: Arc<Self>, shutdown: CancellationToken) -> Result<()> {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => {
+                    self.metrics.up(false);
+                    return Ok(());
+                }
+                _ = tick.tick() => {
+                    if self.fenced.load(std::sync::atomic::Ordering::Acquire) {
+                        return Err(RolloutError::Fenced { rollout_id: "*".to_owned(), seq: 0 });
+                    }
+                    if let Err(e) = self.tick(Utc::now()).await {
+                        self.metrics.up(false);
+                        error!(error = %e, "rollout controller stopped");
+                        return Err(e);
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn assignment(id: &str, user: &str, group: &str, percent: Basis) -> Assignment {
+    let bucket = assign::bucket(group, user);
+    let enabled = assign::enabled(bucket, percent);
+    Assignment {
+        rollout: id.to_owned(),
+        user: user.to_owned(),
+        bucket,
+        percent: f64::from(percent) / 100.0,
+        enabled,
+        variant: if enabled { "treatment" } else { "control" },
+    }
+}
+
+fn snapshot_of(e: &Entry) -> Snapshot {
+    Snapshot {
+        id: e.cfg.id.clone(),
+        rp_id: e.cfg.rp_id.clone(),
+        stage: e.cfg.stage,
+        state: e.state.clone(),
+        percent: f64::from(e.state.percent) / 100.0,
+        steps: e
+            .cfg
+            .steps
+            .iter()
+            .map(|s| f64::from(s.percent) / 100.0)
+            .collect(),
+        last_decision: e.last_decision.clone(),
+        last_evaluation: e.last_evaluation.clone(),
+    }
+}
