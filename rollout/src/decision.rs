@@ -159,7 +159,10 @@ pub struct Decision {
     pub phase: Phase,
     pub from_step: Option<usize>,
     pub to_step: Option<usize>,
+    /// In JSON, a percentage (`12.5`); in memory, hundredths of a percent.
+    #[serde(with = "percent")]
     pub from_percent: Basis,
+    #[serde(with = "percent")]
     pub to_percent: Basis,
     pub config_hash: String,
     pub group_id: String,
@@ -223,6 +226,22 @@ impl Decision {
     }
 }
 
+/// [`Basis`] in memory, a percentage with two decimals in JSON.
+mod percent {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use crate::assign::Basis;
+
+    pub fn serialize<S: Serializer>(b: &Basis, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_f64(f64::from(*b) / 100.0)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Basis, D::Error> {
+        let p = f64::deserialize(d)?;
+        Ok((p * 100.0).round().clamp(0.0, 10_000.0) as Basis)
+    }
+}
+
 /// A rollout's state: the fold of its decisions.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RolloutState {
@@ -230,6 +249,7 @@ pub struct RolloutState {
     pub phase: Phase,
     /// Index into the configured steps; `None` is 0 %.
     pub step: Option<usize>,
+    #[serde(serialize_with = "percent::serialize")]
     pub percent: Basis,
     /// When the current step (or 0 %) began: the start of its window.
     pub step_started_at: DateTime<Utc>,

@@ -143,7 +143,8 @@ async fn assignment_listing_and_operations_over_http() {
     )
     .await;
     assert_eq!(status, 200, "{d}");
-    assert_eq!(d["decision"]["to_percent"], 10_000);
+    assert_eq!(d["decision"]["to_percent"], 100.0);
+    assert_eq!(d["decision"]["from_percent"], 50.0);
     let (_, a) = get(&s, "/v1/assign?rollout=pk-default&user=155", Some(RP_TOKEN)).await;
     assert_eq!(a["enabled"], true, "at 100% everyone is exposed");
 
