@@ -461,6 +461,6 @@ impl Pipeline {
 }
 
 /// Ids echoed from invalid input are cut so one bad field cannot bloat rows.
-fn clip(s: &str) -> String {
+pub(crate) fn clip(s: &str) -> String {
     s.chars().take(256).collect()
 }

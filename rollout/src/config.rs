@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Deserializer, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::assign::{Basis, FULL, format_percent, parse_percent};
@@ -92,7 +92,10 @@ fn default_srm_min_users() -> u64 {
 #[serde(deny_unknown_fields)]
 pub struct StepConfig {
     /// Exposure, 0.01 to 100, two decimals at most.
-    #[serde(serialize_with = "ser_percent", deserialize_with = "de_percent")]
+    #[serde(
+        serialize_with = "crate::decision::percent::serialize",
+        deserialize_with = "de_percent"
+    )]
     pub percent: Basis,
     /// Time at this step before it may advance.
     #[serde(with = "humantime_serde", default)]
@@ -101,10 +104,6 @@ pub struct StepConfig {
     /// advance.
     #[serde(default)]
     pub min_exposed_users: u64,
-}
-
-fn ser_percent<S: Serializer>(v: &Basis, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_f64(f64::from(*v) / 100.0)
 }
 
 fn de_percent<'de, D: Deserializer<'de>>(d: D) -> Result<Basis, D::Error> {

@@ -281,9 +281,15 @@ impl Controller {
         window: Option<(DateTime<Utc>, DateTime<Utc>)>,
     ) -> Result<Decision> {
         let decision = self.decision_for(id, &outcome, now, actor, watermark, window)?;
-        self.append(&decision).await?;
-        self.apply(&decision);
+        self.commit(&decision).await?;
         Ok(decision)
+    }
+
+    /// Records a decision in the log, then lets it take effect.
+    async fn commit(&self, decision: &Decision) -> Result<()> {
+        self.append(decision).await?;
+        self.apply(decision);
+        Ok(())
     }
 
     fn decision_for(
@@ -491,8 +497,7 @@ impl Controller {
             }
             return Ok(None);
         }
-        self.append(&decision).await?;
-        self.apply(&decision);
+        self.commit(&decision).await?;
         Ok(Some(decision))
     }
 

@@ -227,7 +227,7 @@ impl Decision {
 }
 
 /// [`Basis`] in memory, a percentage with two decimals in JSON.
-mod percent {
+pub(crate) mod percent {
     use serde::{Deserialize, Deserializer, Serializer};
 
     use crate::assign::Basis;

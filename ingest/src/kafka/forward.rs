@@ -22,7 +22,7 @@ use serde_json::Value;
 
 use super::{KafkaConfig, SCOPE_HEADER, client_config};
 use crate::metrics::{IngestMetrics, KafkaMetrics};
-use crate::pipeline::{Checker, Input, Rejection};
+use crate::pipeline::{Checker, Input, Rejection, clip};
 use crate::{IngestConfig, IngestError, Result};
 
 /// What became of a request in Kafka mode.
@@ -134,10 +134,7 @@ impl Forwarder {
                         Ok(_) => summary.accepted += 1,
                         Err(r) => summary.rejected.push(Rejection {
                             index,
-                            event_id: value
-                                .get("event_id")
-                                .and_then(Value::as_str)
-                                .map(|s| s.chars().take(256).collect()),
+                            event_id: value.get("event_id").and_then(Value::as_str).map(clip),
                             error: r.error,
                         }),
                     }
