@@ -18,7 +18,7 @@ use chrono::Utc;
 use keyshift_http::{ApiError, ApiResult, Authenticator, Principal, read_body};
 use keyshift_store::Source;
 use serde::Serialize;
-use serde_json::Value;
+use serde_json::value::RawValue;
 use tokio::sync::Semaphore;
 
 use crate::kafka::Forwarder;
@@ -151,21 +151,27 @@ fn parse_body(bytes: &[u8], kind: BodyKind, max_events: usize) -> ApiResult<Vec<
                         .count();
                     return Err(too_many(total, max_events));
                 }
-                items.push(Input::parse(line));
+                items.push(Input(line.to_vec()));
             }
             Ok(items)
         }
         BodyKind::Json => {
-            let value: Value = serde_json::from_slice(bytes)
-                .map_err(|e| ApiError::BadRequest(format!("malformed JSON body: {e}")))?;
-            match value {
-                Value::Array(items) => {
+            let malformed =
+                |e: serde_json::Error| ApiError::BadRequest(format!("malformed JSON body: {e}"));
+            let body: &RawValue = serde_json::from_slice(bytes).map_err(malformed)?;
+            match body.get().as_bytes().first() {
+                Some(b'[') => {
+                    let items: Vec<&RawValue> =
+                        serde_json::from_str(body.get()).map_err(malformed)?;
                     if items.len() > max_events {
                         return Err(too_many(items.len(), max_events));
                     }
-                    Ok(items.into_iter().map(Input::Json).collect())
+                    Ok(items
+                        .into_iter()
+                        .map(|item| Input(item.get().as_bytes().to_vec()))
+                        .collect())
                 }
-                obj @ Value::Object(_) => Ok(vec![Input::Json(obj)]),
+                Some(b'{') => Ok(vec![Input(body.get().as_bytes().to_vec())]),
                 _ => Err(ApiError::BadRequest(
                     "the body must be a JSON array of events, a single event object, or NDJSON"
                         .to_owned(),
@@ -268,7 +274,7 @@ mod tests {
         let body = b"{\"a\":1}\n\n{oops\r\n{\"b\":2}\n";
         let items = parse_body(body, BodyKind::Ndjson, 10).expect("parse");
         assert_eq!(items.len(), 3);
-        assert!(matches!(items[1], Input::Malformed { .. }));
+        assert_eq!(items[1], Input(b"{oops".to_vec()));
     }
 
     #[test]
@@ -290,8 +296,12 @@ mod tests {
             Err(ApiError::BadRequest(_))
         ));
         assert_eq!(
-            parse_body(b"{}", BodyKind::Json, 2).map(|v| v.len()).ok(),
-            Some(1)
+            parse_body(b" {} ", BodyKind::Json, 2).ok(),
+            Some(vec![Input(b"{}".to_vec())])
+        );
+        assert_eq!(
+            parse_body(b"[{\"a\": 1}, 2]", BodyKind::Json, 2).ok(),
+            Some(vec![Input(b"{\"a\": 1}".to_vec()), Input(b"2".to_vec())])
         );
     }
 

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use keyshift_http::Principal;
-use keyshift_schemas::{AuthEvent, DecodeOptions, decode_value};
+use keyshift_schemas::{AuthEvent, DecodeOptions, Doc, decode_doc};
 use keyshift_store::{EventRecord, QueryEngine, RejectedRecord, Source, WriterHandle};
 use serde::Serialize;
 use serde_json::Value;
@@ -21,26 +21,15 @@ use crate::metrics::IngestMetrics;
 use crate::pseudonym::Pseudonymizer;
 use crate::{IngestConfig, Result};
 
-/// One input item, as a source hands it over.
-#[derive(Debug)]
-pub enum Input {
-    /// Parsed JSON (not yet validated).
-    Json(Value),
-    /// Bytes that are not JSON.
-    Malformed { raw: Vec<u8>, error: String },
-}
+/// One input item as a source hands it over: the bytes of one event (an
+/// NDJSON line, an element of a JSON array body, a Kafka message). The
+/// pipeline parses it; bytes that are not JSON become a rejected item.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Input(pub Vec<u8>);
 
-impl Input {
-    /// One item's bytes (an NDJSON line, a Kafka message), parsed or kept
-    /// as malformed.
-    pub fn parse(bytes: &[u8]) -> Self {
-        match serde_json::from_slice(bytes) {
-            Ok(v) => Input::Json(v),
-            Err(e) => Input::Malformed {
-                raw: bytes.to_vec(),
-                error: e.to_string(),
-            },
-        }
+impl From<&Value> for Input {
+    fn from(value: &Value) -> Self {
+        Input(serde_json::to_vec(value).unwrap_or_default())
     }
 }
 
@@ -130,14 +119,14 @@ impl Checker {
         }
     }
 
-    /// The event, or why `principal` may not submit `value` at `now`.
+    /// The event, or why `principal` may not submit `doc` at `now`.
     pub fn check(
         &self,
         principal: &Principal,
-        value: &Value,
+        doc: &Doc<'_>,
         now: DateTime<Utc>,
     ) -> std::result::Result<AuthEvent, Refusal> {
-        match decode_value(value, now, &self.decode) {
+        match decode_doc(doc, now, &self.decode) {
             Ok(ev) if principal.may_write(&ev.rp_id) => Ok(ev),
             Ok(ev) => Err(Refusal {
                 error: format!("this token may not write events for rp_id {:?}", ev.rp_id),
@@ -257,10 +246,11 @@ impl Pipeline {
                 principal,
             } = item;
             let source = &source;
-            let value = match input {
-                Input::Json(v) => v,
-                Input::Malformed { raw, error } => {
-                    let error = format!("malformed JSON: {error}");
+            let raw = input.0;
+            let doc = match Doc::parse(&raw) {
+                Ok(doc) => doc,
+                Err(e) => {
+                    let error = format!("malformed JSON: {e}");
                     rejected.push(self.rejection(
                         &raw,
                         None,
@@ -278,7 +268,7 @@ impl Pipeline {
                     continue;
                 }
             };
-            let refusal = match self.checker.check(&principal, &value, now) {
+            let refusal = match self.checker.check(&principal, &doc, now) {
                 Ok(ev) => {
                     if !ev.extra.is_empty() {
                         self.metrics.unknown_fields(source.kind(), ev.extra.len());
@@ -289,9 +279,8 @@ impl Pipeline {
                 }
                 Err(r) => r,
             };
-            let event_id = value.get("event_id").and_then(Value::as_str).map(clip);
-            let rp_id = value.get("rp_id").and_then(Value::as_str).map(clip);
-            let raw = serde_json::to_vec(&value).unwrap_or_default();
+            let event_id = doc.get("event_id").and_then(Doc::as_str).map(clip);
+            let rp_id = doc.get("rp_id").and_then(Doc::as_str).map(clip);
             rejected.push(self.rejection(
                 &raw,
                 rp_id,

@@ -225,7 +225,7 @@ impl World {
         // the future; these are in the past.
         let prepared = self.pipeline.prepare(
             &Principal::Admin,
-            inputs.into_iter().map(Input::Json).collect(),
+            inputs.iter().map(Input::from).collect(),
             &Source::Http,
             Utc::now(),
         );

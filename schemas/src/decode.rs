@@ -2,10 +2,14 @@
 //!
 //! The decoder walks the parsed document by hand rather than through serde
 //! derive so that every error carries the JSON pointer of the offending value
-//! and unknown fields can be collected instead of dropped.
+//! and unknown fields can be collected instead of dropped. It walks a [`Doc`],
+//! which borrows from the input: an event costs the allocations of the fields
+//! it keeps, not one per JSON token.
 
 use chrono::{DateTime, Duration, SubsecRound, Utc};
 use serde_json::{Map, Value};
+
+use crate::json::Doc;
 
 use crate::error::{Result, SchemaError, ValidationError};
 use crate::event::*;
@@ -43,19 +47,29 @@ impl Default for DecodeOptions {
 
 /// Decodes one event from JSON bytes.
 pub fn decode_event(bytes: &[u8], now: DateTime<Utc>, opts: &DecodeOptions) -> Result<AuthEvent> {
-    let value: Value = serde_json::from_slice(bytes)?;
-    decode_value(&value, now, opts).map_err(SchemaError::Invalid)
+    let doc = Doc::parse(bytes)?;
+    decode_doc(&doc, now, opts).map_err(SchemaError::Invalid)
+}
+
+/// Decodes one event from a `serde_json::Value` (tests and tools; ingest
+/// decodes bytes).
+pub fn decode_value(value: &Value, now: DateTime<Utc>, opts: &DecodeOptions) -> VResult<AuthEvent> {
+    let bytes = serde_json::to_vec(value)
+        .map_err(|e| ValidationError::new("", format!("cannot serialize: {e}")))?;
+    let doc =
+        Doc::parse(&bytes).map_err(|e| ValidationError::new("", format!("cannot parse: {e}")))?;
+    decode_doc(&doc, now, opts)
 }
 
 type VResult<T> = std::result::Result<T, ValidationError>;
 
-/// Decodes one event from an already parsed JSON value.
-pub fn decode_value(value: &Value, now: DateTime<Utc>, opts: &DecodeOptions) -> VResult<AuthEvent> {
-    let Value::Object(map) = value else {
+/// Decodes one event from an already parsed document.
+pub fn decode_doc(doc: &Doc<'_>, now: DateTime<Utc>, opts: &DecodeOptions) -> VResult<AuthEvent> {
+    let Doc::Object(members) = doc else {
         return Err(ValidationError::new("", "an event must be a JSON object"));
     };
     let mut extra = Map::new();
-    let mut root = Obj::new(map, String::new());
+    let mut root = Obj::new(members, Ptr::ROOT)?;
 
     let version = root.req_uint("schema_version", 1, 255)?;
     if version != u64::from(crate::SCHEMA_VERSION) {
@@ -152,7 +166,7 @@ pub fn decode_value(value: &Value, now: DateTime<Utc>, opts: &DecodeOptions) -> 
 
 fn decode_payload(
     event_type: EventType,
-    data: &mut Obj<'_>,
+    data: &mut Obj<'_, '_>,
     extra: &mut Map<String, Value>,
     opts: &DecodeOptions,
 ) -> VResult<Payload> {
@@ -214,7 +228,7 @@ fn decode_payload(
 }
 
 fn decode_credential(
-    c: &mut Obj<'_>,
+    c: &mut Obj<'_, '_>,
     extra: &mut Map<String, Value>,
     opts: &DecodeOptions,
 ) -> VResult<Credential> {
@@ -239,13 +253,13 @@ fn decode_credential(
     )?;
     let transports = match c.take("transports") {
         None => Vec::new(),
-        Some(Value::Array(items)) => {
+        Some(Doc::Array(items)) => {
             if items.len() > Transport::ALL.len() {
                 return Err(c.err("transports", "at most 6 transports"));
             }
             let mut out = Vec::with_capacity(items.len());
             for (i, item) in items.iter().enumerate() {
-                let ptr = format!("{}/transports/{i}", c.ptr);
+                let ptr = format!("{}/transports/{i}", c.ptr.render());
                 let t = item
                     .as_str()
                     .and_then(Transport::parse)
@@ -316,53 +330,106 @@ fn escape(key: &str) -> String {
     key.replace('~', "~0").replace('/', "~1")
 }
 
-/// A JSON object being consumed field by field; whatever is left at
-/// [`Obj::finish`] is an unknown field.
-struct Obj<'a> {
-    map: &'a Map<String, Value>,
-    ptr: String,
-    seen: Vec<&'static str>,
+/// Where an object sits in the document: its keys from the root, rendered
+/// as a JSON pointer only when an error needs one.
+#[derive(Clone, Copy)]
+struct Ptr {
+    keys: [&'static str; 2],
+    depth: usize,
 }
 
-impl<'a> Obj<'a> {
-    fn new(map: &'a Map<String, Value>, ptr: String) -> Self {
-        Self {
-            map,
-            ptr,
-            seen: Vec::with_capacity(16),
+impl Ptr {
+    const ROOT: Ptr = Ptr {
+        keys: [""; 2],
+        depth: 0,
+    };
+
+    /// The pointer of member `key` of this object. The contract nests
+    /// objects two deep (`/data/credential`), no further.
+    fn child(self, key: &'static str) -> Ptr {
+        let mut keys = self.keys;
+        if let Some(slot) = keys.get_mut(self.depth) {
+            *slot = key;
+        }
+        Ptr {
+            keys,
+            depth: (self.depth + 1).min(keys.len()),
         }
     }
 
+    fn render(&self) -> String {
+        self.keys[..self.depth]
+            .iter()
+            .map(|k| format!("/{}", escape(k)))
+            .collect()
+    }
+}
+
+/// Objects with more members than this are refused rather than tracked.
+const MAX_MEMBERS: usize = 128;
+
+/// A JSON object being consumed field by field; whatever is left at
+/// [`Obj::finish`] is an unknown field.
+struct Obj<'d, 'a> {
+    members: &'d [(std::borrow::Cow<'a, str>, Doc<'a>)],
+    ptr: Ptr,
+    /// Bit `i` set: member `i` was consumed.
+    seen: u128,
+}
+
+impl<'d, 'a> Obj<'d, 'a> {
+    fn new(members: &'d [(std::borrow::Cow<'a, str>, Doc<'a>)], ptr: Ptr) -> VResult<Self> {
+        if members.len() > MAX_MEMBERS {
+            return Err(ValidationError::new(
+                ptr.render(),
+                format!(
+                    "has {} members, at most {MAX_MEMBERS} allowed",
+                    members.len()
+                ),
+            ));
+        }
+        Ok(Self {
+            members,
+            ptr,
+            seen: 0,
+        })
+    }
+
     fn err(&self, key: &str, msg: impl Into<String>) -> ValidationError {
-        ValidationError::new(format!("{}/{}", self.ptr, escape(key)), msg)
+        ValidationError::new(format!("{}/{}", self.ptr.render(), escape(key)), msg)
     }
 
-    fn take(&mut self, key: &'static str) -> Option<&'a Value> {
-        self.seen.push(key);
-        self.map.get(key)
+    /// The member `key` (the last one if repeated, as JSON parsers do).
+    fn take(&mut self, key: &'static str) -> Option<&'d Doc<'a>> {
+        let i = self.members.iter().rposition(|(k, _)| k == key)?;
+        self.seen |= 1 << i;
+        Some(&self.members[i].1)
     }
 
-    fn opt_str(&mut self, key: &'static str, max: usize) -> VResult<Option<&'a str>> {
+    fn opt_str(&mut self, key: &'static str, max: usize) -> VResult<Option<&'d str>> {
         match self.take(key) {
             None => Ok(None),
-            Some(Value::String(s)) => {
-                let n = s.chars().count();
-                if n == 0 {
-                    Err(self.err(key, "must not be empty"))
-                } else if n > max {
-                    Err(self.err(
-                        key,
-                        format!("is {n} characters long, at most {max} allowed"),
-                    ))
-                } else {
-                    Ok(Some(s.as_str()))
+            Some(Doc::String(s)) => {
+                if s.is_empty() {
+                    return Err(self.err(key, "must not be empty"));
                 }
+                // Bytes bound characters from above: count only when needed.
+                if s.len() > max {
+                    let n = s.chars().count();
+                    if n > max {
+                        return Err(self.err(
+                            key,
+                            format!("is {n} characters long, at most {max} allowed"),
+                        ));
+                    }
+                }
+                Ok(Some(s.as_ref()))
             }
             Some(_) => Err(self.err(key, "must be a string")),
         }
     }
 
-    fn req_str(&mut self, key: &'static str, max: usize) -> VResult<&'a str> {
+    fn req_str(&mut self, key: &'static str, max: usize) -> VResult<&'d str> {
         self.opt_str(key, max)?
             .ok_or_else(|| self.err(key, "is required"))
     }
@@ -370,7 +437,7 @@ impl<'a> Obj<'a> {
     fn opt_bool(&mut self, key: &'static str) -> VResult<Option<bool>> {
         match self.take(key) {
             None => Ok(None),
-            Some(Value::Bool(b)) => Ok(Some(*b)),
+            Some(Doc::Bool(b)) => Ok(Some(*b)),
             Some(_) => Err(self.err(key, "must be a boolean")),
         }
     }
@@ -384,7 +451,7 @@ impl<'a> Obj<'a> {
     fn opt_uint(&mut self, key: &'static str, min: u64, max: u64) -> VResult<Option<u64>> {
         match self.take(key) {
             None => Ok(None),
-            Some(Value::Number(n)) => {
+            Some(Doc::Number(n)) => {
                 let v = n.as_u64().or_else(|| {
                     n.as_f64()
                         .filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f <= u64::MAX as f64)
@@ -407,7 +474,7 @@ impl<'a> Obj<'a> {
     fn opt_number(&mut self, key: &'static str, min: f64, max: f64) -> VResult<Option<f64>> {
         match self.take(key) {
             None => Ok(None),
-            Some(Value::Number(n)) => match n.as_f64() {
+            Some(Doc::Number(n)) => match n.as_f64() {
                 Some(v) if v >= min && v <= max => Ok(Some(v)),
                 _ => Err(self.err(key, format!("must be a number in {min}..={max}"))),
             },
@@ -423,7 +490,7 @@ impl<'a> Obj<'a> {
     ) -> VResult<Option<T>> {
         match self.take(key) {
             None => Ok(None),
-            Some(Value::String(s)) => parse(s).map(Some).ok_or_else(|| {
+            Some(Doc::String(s)) => parse(s).map(Some).ok_or_else(|| {
                 self.err(
                     key,
                     format!("`{}` is not allowed; {}", truncate(s), one_of(all)),
@@ -443,15 +510,15 @@ impl<'a> Obj<'a> {
             .ok_or_else(|| self.err(key, "is required"))
     }
 
-    fn opt_obj(&mut self, key: &'static str) -> VResult<Option<Obj<'a>>> {
+    fn opt_obj(&mut self, key: &'static str) -> VResult<Option<Obj<'d, 'a>>> {
         match self.take(key) {
             None => Ok(None),
-            Some(Value::Object(m)) => Ok(Some(Obj::new(m, format!("{}/{}", self.ptr, key)))),
+            Some(Doc::Object(m)) => Obj::new(m, self.ptr.child(key)).map(Some),
             Some(_) => Err(self.err(key, "must be an object")),
         }
     }
 
-    fn req_obj(&mut self, key: &'static str) -> VResult<Obj<'a>> {
+    fn req_obj(&mut self, key: &'static str) -> VResult<Obj<'d, 'a>> {
         self.opt_obj(key)?
             .ok_or_else(|| self.err(key, "is required"))
     }
@@ -484,26 +551,21 @@ impl<'a> Obj<'a> {
     /// Moves every field not consumed so far into `extra`, or rejects the
     /// first one, as the options say.
     fn finish(&self, extra: &mut Map<String, Value>, opts: &DecodeOptions) -> VResult<()> {
-        if self.map.len()
-            == self
-                .seen
-                .iter()
-                .filter(|k| self.map.contains_key(**k))
-                .count()
-        {
+        if self.seen.count_ones() as usize == self.members.len() {
             return Ok(());
         }
-        for (k, v) in self.map {
-            if self.seen.contains(&k.as_str()) {
+        for (i, (k, v)) in self.members.iter().enumerate() {
+            // Consumed, or a repeated key whose last occurrence counts.
+            if self.seen & (1 << i) != 0 || self.members[i + 1..].iter().any(|(k2, _)| k2 == k) {
                 continue;
             }
-            let ptr = format!("{}/{}", self.ptr, escape(k));
+            let ptr = format!("{}/{}", self.ptr.render(), escape(k));
             match opts.unknown_fields {
                 UnknownFields::Reject => {
                     return Err(ValidationError::new(ptr, "unknown field"));
                 }
                 UnknownFields::Keep => {
-                    extra.insert(ptr, v.clone());
+                    extra.insert(ptr, v.to_value());
                 }
             }
         }
@@ -618,6 +680,36 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn a_repeated_key_counts_once_with_its_last_value() {
+        let text = br#"{"schema_version": 1, "event_id": "first", "event_id": "e1",
+            "event_type": "auth.succeeded", "occurred_at": "2026-11-26T11:00:00Z",
+            "rp_id": "example.com", "user_id": "u1", "data": {"method": "passkey"}}"#;
+        let strict = DecodeOptions {
+            unknown_fields: UnknownFields::Reject,
+            ..DecodeOptions::default()
+        };
+        let ev = decode_event(text, now(), &strict).expect("valid");
+        assert_eq!(ev.event_id, "e1");
+        assert!(ev.extra.is_empty());
+    }
+
+    #[test]
+    fn nested_pointers_and_member_limits() {
+        let mut v = base();
+        v["event_type"] = json!("enrollment.succeeded");
+        v["data"] = json!({"credential": {"backup_eligible": true, "backup_state": true,
+            "transports": ["usb", "usb"]}});
+        let err = decode_value(&v, now(), &DecodeOptions::default()).expect_err("dup");
+        assert_eq!(err.pointer, "/data/credential/transports/1");
+        for i in 0..200 {
+            v["data"][format!("k{i}")] = json!(i);
+        }
+        let err = decode_value(&v, now(), &DecodeOptions::default()).expect_err("too many");
+        assert_eq!(err.pointer, "/data");
+        assert!(err.message.contains("at most 128"), "{err}");
     }
 
     #[test]

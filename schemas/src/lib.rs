@@ -10,10 +10,12 @@
 mod decode;
 mod error;
 mod event;
+mod json;
 
-pub use decode::{DecodeOptions, UnknownFields, decode_event, decode_value};
+pub use decode::{DecodeOptions, UnknownFields, decode_doc, decode_event, decode_value};
 pub use error::{Result, SchemaError, ValidationError};
 pub use event::*;
+pub use json::Doc;
 
 /// The published JSON Schema for auth events, version 1.
 pub const AUTH_EVENT_V1_SCHEMA: &str = include_str!("../auth-event.v1.schema.json");

@@ -1,6 +1,8 @@
 //! What the store accepts: events whose identifiers are already pseudonymized,
 //! and rejections with a redacted payload.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 use keyshift_schemas::AuthEvent;
 
@@ -9,7 +11,8 @@ use keyshift_schemas::AuthEvent;
 pub enum Source {
     Http,
     Kafka {
-        topic: String,
+        /// Shared: every record of a batch names the same topic.
+        topic: Arc<str>,
         partition: i32,
         offset: i64,
     },

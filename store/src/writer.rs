@@ -17,6 +17,7 @@ use deltalake::kernel::Action;
 use deltalake::kernel::Transaction;
 use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
 use deltalake::protocol::{DeltaOperation, SaveMode};
+use deltalake::table::config::TablePropertiesExt as _;
 use deltalake::writer::{DeltaWriter, RecordBatchWriter};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
@@ -519,11 +520,22 @@ async fn append(
         partition_by,
         predicate: None,
     };
-    let outcome =
-        CommitBuilder::from(CommitProperties::default().with_application_transactions(txns))
-            .with_actions(adds)
-            .build(Some(snapshot), table.log_store(), operation)
-            .await;
+    // delta-rs would list the whole `_delta_log` after every commit to expire
+    // old entries, a cost that grows with every version (tens of ms per
+    // commit within hours here). The protocol expires logs when a checkpoint
+    // is written, so only the commits that write one do it.
+    let config = snapshot.table_config();
+    let version = snapshot.version() + 1;
+    let checkpoint_commit = (version + 1).is_multiple_of(config.checkpoint_interval().get());
+    let properties = CommitProperties::default()
+        .with_application_transactions(txns)
+        .with_cleanup_expired_logs(Some(
+            checkpoint_commit && config.enable_expired_log_cleanup(),
+        ));
+    let outcome = CommitBuilder::from(properties)
+        .with_actions(adds)
+        .build(Some(snapshot), table.log_store(), operation)
+        .await;
     match outcome {
         Ok(done) => {
             table.state = Some(done.snapshot());

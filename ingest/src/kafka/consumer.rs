@@ -154,6 +154,11 @@ fn consumer_config(cfg: &KafkaConfig, brokers: &str) -> ClientConfig {
             ("queued.min.messages", &queued_min),
             ("max.partition.fetch.bytes", "4194304"),
             ("fetch.wait.max.ms", "100"),
+            // librdkafka waits this long before fetching again for a
+            // partition whose queue was full (default 1 s). A backlog drains
+            // a 2 MiB queue in far less: with the default the loop starved,
+            // and only a much larger (and costlier) queue hid it.
+            ("fetch.queue.backoff.ms", "10"),
             ("statistics.interval.ms", "5000"),
             ("session.timeout.ms", "10000"),
             ("heartbeat.interval.ms", "2000"),
@@ -631,10 +636,10 @@ impl Batch {
                     originals.insert((b.partition, b.offset), b.payload.clone());
                 }
             }
-            let (pipeline, topic) = (pipeline.clone(), self.topic.clone());
+            let (pipeline, topic) = (pipeline.clone(), Arc::<str>::from(self.topic.as_str()));
             tasks.push(tokio::task::spawn_blocking(move || {
                 let items = chunk.into_iter().map(|b| Item {
-                    input: Input::parse(&b.payload),
+                    input: Input(b.payload),
                     source: Source::Kafka {
                         topic: topic.clone(),
                         partition: b.partition,

@@ -14,11 +14,11 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use keyshift_http::Principal;
+use keyshift_schemas::Doc;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
 use serde::Serialize;
-use serde_json::Value;
 
 use super::{KafkaConfig, SCOPE_HEADER, client_config};
 use crate::metrics::{IngestMetrics, KafkaMetrics};
@@ -116,40 +116,38 @@ impl Forwarder {
     ) -> (Vec<Outgoing>, ForwardSummary) {
         let mut summary = ForwardSummary::default();
         let mut out = Vec::with_capacity(inputs.len());
-        for (index, input) in inputs.into_iter().enumerate() {
-            match input {
-                Input::Malformed { raw, error } => {
+        for (index, Input(raw)) in inputs.into_iter().enumerate() {
+            let doc = match Doc::parse(&raw) {
+                Ok(doc) => doc,
+                Err(e) => {
                     summary.rejected.push(Rejection {
                         index,
                         event_id: None,
-                        error: format!("malformed JSON: {error}"),
+                        error: format!("malformed JSON: {e}"),
                     });
                     out.push(Outgoing {
                         key: None,
                         payload: raw,
                     });
+                    continue;
                 }
-                Input::Json(value) => {
-                    match self.checker.check(principal, &value, now) {
-                        Ok(_) => summary.accepted += 1,
-                        Err(r) => summary.rejected.push(Rejection {
-                            index,
-                            event_id: value.get("event_id").and_then(Value::as_str).map(clip),
-                            error: r.error,
-                        }),
-                    }
-                    // Keyed by user (else device) so one user's events keep
-                    // their order within a partition.
-                    let key = ["user_id", "device_id"]
-                        .iter()
-                        .find_map(|k| value.get(*k).and_then(Value::as_str))
-                        .map(str::to_owned);
-                    out.push(Outgoing {
-                        key,
-                        payload: serde_json::to_vec(&value).unwrap_or_default(),
-                    });
-                }
+            };
+            match self.checker.check(principal, &doc, now) {
+                Ok(_) => summary.accepted += 1,
+                Err(r) => summary.rejected.push(Rejection {
+                    index,
+                    event_id: doc.get("event_id").and_then(Doc::as_str).map(clip),
+                    error: r.error,
+                }),
             }
+            // Keyed by user (else device) so one user's events keep their
+            // order within a partition.
+            let key = ["user_id", "device_id"]
+                .iter()
+                .find_map(|k| doc.get(k).and_then(Doc::as_str))
+                .map(str::to_owned);
+            drop(doc);
+            out.push(Outgoing { key, payload: raw });
         }
         summary.forwarded = out.len();
         (out, summary)

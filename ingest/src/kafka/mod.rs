@@ -62,6 +62,8 @@ pub struct KafkaConfig {
     #[serde(with = "humantime_serde")]
     pub max_batch_delay: Duration,
     /// librdkafka's fetch buffer (`queued.max.messages.kbytes`), in KiB.
+    /// Small is enough: the next fetch goes out as soon as the queue drops
+    /// under it (see `fetch.queue.backoff.ms` in the consumer).
     pub fetch_buffer_kib: usize,
     /// `keyshift collector --brokers`: how long a message may take to be
     /// acknowledged before the request fails with 503.
@@ -91,7 +93,7 @@ impl Default for KafkaConfig {
             max_batch_messages: 50_000,
             max_batches_in_flight: 2,
             max_batch_delay: Duration::from_secs(1),
-            fetch_buffer_kib: 8 * 1024,
+            fetch_buffer_kib: 2 * 1024,
             produce_timeout: Duration::from_secs(30),
             librdkafka: BTreeMap::new(),
         }
