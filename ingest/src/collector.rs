@@ -158,11 +158,10 @@ fn parse_body(bytes: &[u8], kind: BodyKind, max_events: usize) -> ApiResult<Vec<
         BodyKind::Json => {
             let malformed =
                 |e: serde_json::Error| ApiError::BadRequest(format!("malformed JSON body: {e}"));
-            let body: &RawValue = serde_json::from_slice(bytes).map_err(malformed)?;
-            match body.get().as_bytes().first() {
+            // One pass over the body: the first byte says which shape to read.
+            match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
                 Some(b'[') => {
-                    let items: Vec<&RawValue> =
-                        serde_json::from_str(body.get()).map_err(malformed)?;
+                    let items: Vec<&RawValue> = serde_json::from_slice(bytes).map_err(malformed)?;
                     if items.len() > max_events {
                         return Err(too_many(items.len(), max_events));
                     }
@@ -171,11 +170,17 @@ fn parse_body(bytes: &[u8], kind: BodyKind, max_events: usize) -> ApiResult<Vec<
                         .map(|item| Input(item.get().as_bytes().to_vec()))
                         .collect())
                 }
-                Some(b'{') => Ok(vec![Input(body.get().as_bytes().to_vec())]),
-                _ => Err(ApiError::BadRequest(
-                    "the body must be a JSON array of events, a single event object, or NDJSON"
-                        .to_owned(),
-                )),
+                Some(b'{') => {
+                    let body: &RawValue = serde_json::from_slice(bytes).map_err(malformed)?;
+                    Ok(vec![Input(body.get().as_bytes().to_vec())])
+                }
+                _ => {
+                    serde_json::from_slice::<serde::de::IgnoredAny>(bytes).map_err(malformed)?;
+                    Err(ApiError::BadRequest(
+                        "the body must be a JSON array of events, a single event object, or NDJSON"
+                            .to_owned(),
+                    ))
+                }
             }
         }
     }

@@ -88,14 +88,14 @@ impl Pseudonymizer {
         mac.update(&[0]);
         mac.update(id.as_bytes());
         let out = mac.finalize().into_bytes();
-        // Three keys an event: `hex::encode` goes a char at a time.
-        const DIGITS: &[u8; 16] = b"0123456789abcdef";
-        let mut key = String::with_capacity(32);
-        for b in &out[..16] {
-            key.push(char::from(DIGITS[usize::from(b >> 4)]));
-            key.push(char::from(DIGITS[usize::from(b & 0x0f)]));
+        // Three keys an event: `hex::encode` builds its string a char at a
+        // time; encoding into a buffer does not.
+        let mut digits = [0u8; 32];
+        match hex::encode_to_slice(&out[..16], &mut digits) {
+            Ok(()) => String::from_utf8_lossy(&digits).into_owned(),
+            // 16 bytes always fill 32 digits.
+            Err(_) => hex::encode(&out[..16]),
         }
-        key
     }
 
     /// A copy of a payload that is safe to store: identifier values replaced

@@ -521,9 +521,10 @@ async fn append(
         predicate: None,
     };
     // delta-rs would list the whole `_delta_log` after every commit to expire
-    // old entries, a cost that grows with every version (tens of ms per
-    // commit within hours here). The protocol expires logs when a checkpoint
-    // is written, so only the commits that write one do it.
+    // old entries, a listing that grows with every version. The protocol
+    // expires logs when a checkpoint is written, so only the commits that
+    // write one do it (if another writer wins the version, the next
+    // checkpoint commit catches up).
     let config = snapshot.table_config();
     let version = snapshot.version() + 1;
     let checkpoint_commit = (version + 1).is_multiple_of(config.checkpoint_interval().get());
