@@ -27,9 +27,9 @@ use keyshift_rollout::Controller;
 use keyshift_rollout::kafka::DecisionPublisher;
 use keyshift_rollout::lock::ControllerLock;
 use keyshift_rollout::metrics::RolloutMetrics;
-use keyshift_store::metrics::StoreMetrics;
+use keyshift_store::metrics::{QueryMetrics, StoreMetrics};
 use keyshift_store::query::QueryLimits;
-use keyshift_store::{QueryEngine, Tables, Writer};
+use keyshift_store::{ExecutorSettings, QueryEngine, QueryExecutor, Tables, Writer};
 use prometheus::Registry;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -97,7 +97,17 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         store_metrics,
         writer_stop.clone(),
     )?;
-    let engine = QueryEngine::live(writer.published(), QueryLimits::from(&config.store))?;
+    // Queries run on their own runtime; shutdown cancels those in flight.
+    let executor = QueryExecutor::new(
+        ExecutorSettings::from(&config.store),
+        QueryMetrics::new(&registry)?,
+        shutdown.child_token(),
+    )?;
+    let engine = QueryEngine::live(
+        writer.published(),
+        QueryLimits::from(&config.store),
+        executor,
+    )?;
     let consumer_engine = engine.clone();
     let pipeline = Arc::new(
         Pipeline::start(

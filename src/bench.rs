@@ -1,5 +1,5 @@
 //! Benchmarks. `keyshift bench kafka` (end-to-end Kafka ingest) is at the
-//! end of this file.
+//! end of this file; `keyshift bench isolation` in [`isolation`].
 //!
 //! `keyshift bench collector`: collector throughput over loopback.
 //!
@@ -19,6 +19,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::synth::ndjson_batch;
+
+mod isolation;
+pub use isolation::{IsolationBench, IsolationReport, isolation};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct CollectorBench {

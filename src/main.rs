@@ -105,6 +105,9 @@ enum Bench {
     Kafka(keyshift::bench::KafkaBench),
     /// `GET /v1/assign` over loopback, and the hash path alone.
     Assign(keyshift::bench::AssignBench),
+    /// Collector throughput and `/healthz` latency alone and while heavy
+    /// queries run, side by side.
+    Isolation(keyshift::bench::IsolationBench),
 }
 
 fn init_tracing(config: &Config) {
@@ -214,6 +217,10 @@ async fn main_async(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Bench(Bench::Assign(args)) => {
             let report = keyshift::bench::assign(&args).await?;
+            write_stdout(&report.to_string())
+        }
+        Command::Bench(Bench::Isolation(args)) => {
+            let report = keyshift::bench::isolation(&args).await?;
             write_stdout(&report.to_string())
         }
         Command::Bench(Bench::Kafka(args)) => {

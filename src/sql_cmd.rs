@@ -2,7 +2,7 @@
 
 use anyhow::Context;
 use keyshift_store::query::QueryLimits;
-use keyshift_store::{QueryEngine, Tables};
+use keyshift_store::{QueryEngine, QueryExecutor, Tables};
 
 use crate::config::Config;
 
@@ -18,7 +18,11 @@ pub async fn run_sql(config: &Config, sql: &str, format: OutputFormat) -> anyhow
     let tables = Tables::open(&root, &config.store.storage_options)
         .await
         .with_context(|| format!("opening the store at {root}"))?;
-    let engine = QueryEngine::fixed(tables, QueryLimits::from(&config.store))?;
+    let engine = QueryEngine::fixed(
+        tables,
+        QueryLimits::from(&config.store),
+        QueryExecutor::standalone(&config.store)?,
+    )?;
     let out = engine.sql(sql).await?;
     let mut text = match format {
         OutputFormat::Table => {

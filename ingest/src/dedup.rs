@@ -162,10 +162,9 @@ impl DedupIndex {
              to_timestamp_micros({})",
             cutoff.timestamp_micros()
         );
-        let out = engine
-            .sql_unbounded(&sql)
-            .await
-            .map_err(|e| IngestError::DedupLoad(e.to_string()))?;
+        // A query failure keeps its kind (a timeout may be retried, a
+        // shutdown is not a failure of ingest).
+        let out = engine.internal(&sql).await?;
         let strings = |col: &datafusion::arrow::array::ArrayRef| {
             // Parquet scans may hand strings back as views; normalise.
             cast(col, &DataType::Utf8).map_err(|e| IngestError::DedupLoad(e.to_string()))

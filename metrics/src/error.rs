@@ -27,8 +27,21 @@ impl From<MetricsError> for ApiError {
             MetricsError::Store(StoreError::NotReadOnly(m)) => ApiError::BadRequest(format!(
                 "only a single SELECT, WITH or EXPLAIN statement is allowed: {m}"
             )),
-            MetricsError::Store(StoreError::QueryTimeout(d)) => {
-                ApiError::Timeout(format!("query exceeded its time limit of {d:?}"))
+            MetricsError::Store(e @ StoreError::QueryTimeout(_)) => {
+                ApiError::Timeout(e.to_string())
+            }
+            MetricsError::Store(e @ StoreError::QueryMemory { .. }) => {
+                ApiError::BadRequest(e.to_string())
+            }
+            MetricsError::Store(StoreError::Busy {
+                reason,
+                retry_after,
+            }) => ApiError::TooManyRequests {
+                message: format!("too many queries ({reason}); retry later"),
+                retry_after: retry_after.as_secs().max(1),
+            },
+            MetricsError::Store(e @ StoreError::ShuttingDown) => {
+                ApiError::Unavailable(e.to_string())
             }
             MetricsError::Store(StoreError::Query(q)) => match q.find_root() {
                 D::SQL(..)

@@ -12,7 +12,7 @@ impl ApiMetrics {
         let sql_seconds = HistogramVec::new(
             HistogramOpts::new(
                 "keyshift_sql_query_seconds",
-                "SQL API query time by outcome (ok, client_error, timeout, error).",
+                "SQL API query time by outcome (ok, client_error, busy, timeout, error).",
             )
             .buckets(vec![
                 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,

@@ -86,14 +86,19 @@ async fn post_sql(
         .map_err(|e| ApiError::BadRequest(format!("expected {{\"sql\": \"…\"}}: {e}")))?;
     let started = Instant::now();
     let result: ApiResult<(Vec<Value>, bool)> = match state.engine.sql(&req.sql).await {
-        Ok(out) => batches_to_rows(&out.batches)
-            .map(|rows| (rows, out.truncated))
-            .map_err(ApiError::from),
+        // Rendering a large result is CPU work too: not on a server thread.
+        Ok(out) => tokio::task::spawn_blocking(move || {
+            batches_to_rows(&out.batches).map(|rows| (rows, out.truncated))
+        })
+        .await
+        .map_err(|e| ApiError::Internal(format!("rendering rows: {e}")))
+        .and_then(|r| r.map_err(ApiError::from)),
         Err(e) => Err(ApiError::from(MetricsError::from(e))),
     };
     let outcome = match &result {
         Ok(_) => "ok",
         Err(ApiError::Timeout(_)) => "timeout",
+        Err(ApiError::TooManyRequests { .. }) => "busy",
         Err(e) if e.status().is_client_error() => "client_error",
         Err(_) => "error",
     };
@@ -161,6 +166,18 @@ mod tests {
             std::time::Duration::from_secs(1),
         )));
         assert_eq!(timeout.status(), 504);
+        let busy = ApiError::from(MetricsError::Store(StoreError::Busy {
+            reason: "queue full".into(),
+            retry_after: std::time::Duration::from_secs(2),
+        }));
+        assert_eq!(busy.status(), 429);
+        let memory = ApiError::from(MetricsError::Store(StoreError::QueryMemory {
+            limit_mib: 64,
+            setting: "store.query_memory_mib",
+            detail: "sort".into(),
+        }));
+        assert_eq!(memory.status(), 400);
+        assert!(memory.to_string().contains("64 MiB"));
         let plan = ApiError::from(MetricsError::Store(StoreError::Query(
             datafusion::error::DataFusionError::Plan("no such column".into()),
         )));

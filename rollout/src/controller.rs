@@ -113,7 +113,7 @@ impl std::fmt::Debug for Controller {
 /// Reads every recorded decision, per rollout, in order.
 pub async fn load_log(engine: &QueryEngine) -> Result<BTreeMap<String, Vec<Decision>>> {
     let out = engine
-        .sql_unbounded("SELECT * FROM rollout_decisions ORDER BY rollout_id, seq")
+        .internal("SELECT * FROM rollout_decisions ORDER BY rollout_id, seq")
         .await
         .map_err(|e| RolloutError::Load(Box::new(e)))?;
     let records =
@@ -458,15 +458,24 @@ impl Controller {
         let watermark = (self.watermark)();
         let window_end = watermark.map_or(now, |w| w.min(now));
         let window = (state.step_started_at, window_end);
+        let mut starved = None;
         let observation = if is_fresh(&cfg, watermark, now) {
-            Some(
-                observe(&self.engine, &cfg.rp_id, &cfg.id, window.0, window.1)
-                    .await
-                    .map_err(|source| RolloutError::Observe {
+            match observe(&self.engine, &cfg.rp_id, &cfg.id, window.0, window.1).await {
+                Ok(o) => Some(o),
+                // The store was there but did not answer in time: recorded
+                // as such, never taken for a pass.
+                Err(e) if e.is_starved() => {
+                    warn!(rollout = %id, error = %e, "evaluation starved of query resources");
+                    starved = Some(e.to_string());
+                    None
+                }
+                Err(source) => {
+                    return Err(RolloutError::Observe {
                         rollout_id: id.to_owned(),
                         source: Box::new(source),
-                    })?,
-            )
+                    });
+                }
+            }
         } else {
             None
         };
@@ -478,6 +487,7 @@ impl Controller {
             observation: observation.as_ref(),
             alpha: self.settings.alpha,
             srm_p_value: self.settings.srm_p_value,
+            starved: starved.as_deref(),
         });
         self.metrics.hold(id, outcome.hold);
         let decision =

@@ -125,6 +125,9 @@ pub enum HoldReason {
     Dwell,
     /// Paused by an operator (or after a rollback).
     Manual,
+    /// The store did not answer the evaluation's queries (no query slot,
+    /// time or memory limit): nothing was judged.
+    Starved,
 }
 
 impl HoldReason {
@@ -139,6 +142,7 @@ impl HoldReason {
             HoldReason::Guardrail => "guardrail",
             HoldReason::Dwell => "dwell",
             HoldReason::Manual => "manual",
+            HoldReason::Starved => "starved",
         }
     }
 }

@@ -4,6 +4,8 @@
 //! Order of checks (the first that applies decides):
 //! 1. stale data (watermark older than `freshness`) → hold `stale_data`;
 //!    nothing is judged on missing data;
+//!    the store did not answer the evaluation's queries (no query slot, the
+//!    time or memory limit) → hold `starved`, likewise judging nothing;
 //! 2. no events in the window → hold `no_traffic`;
 //! 3. sample-ratio mismatch → hold `srm`;
 //! 4. guardrails, per segment: confirmed breaches (`consecutive_breaches`
@@ -108,6 +110,9 @@ pub struct Inputs<'a> {
     pub watermark: Option<DateTime<Utc>>,
     /// `None` when the data is stale (not queried).
     pub observation: Option<&'a Observation>,
+    /// Why the store could not be read, when it could not (see
+    /// [`keyshift_store::StoreError::is_starved`]).
+    pub starved: Option<&'a str>,
     pub alpha: f64,
     pub srm_p_value: f64,
 }
@@ -142,6 +147,11 @@ pub fn judge(i: Inputs<'_>) -> Outcome {
         breaches,
         evidence,
     };
+    if let Some(error) = i.starved {
+        let mut evidence = base;
+        evidence["error"] = json!(error);
+        return hold(HoldReason::Starved, st.breaches.clone(), evidence);
+    }
     let obs = match i.observation {
         Some(o) if is_fresh(cfg, i.watermark, i.now) => o,
         // Never advance nor roll back on missing data; keep the counters.
@@ -428,6 +438,7 @@ mod tests {
             observation: Some(o),
             alpha: 0.05,
             srm_p_value: 0.001,
+            starved: None,
         })
     }
 
@@ -465,7 +476,34 @@ mod tests {
             observation: Some(&o),
             alpha: 0.05,
             srm_p_value: 0.001,
+            starved: None,
         });
         assert_eq!(out.hold, Some(HoldReason::StaleData));
+    }
+
+    #[test]
+    fn a_starved_evaluation_holds_and_keeps_the_breach_counters() {
+        let c = cfg("absolute", 0.01, &[10.0, 100.0]);
+        let now = Utc::now();
+        let mut state = RolloutState::initial(&c, now);
+        state.breaches.insert("g@all".to_owned(), 1);
+        let out = judge(Inputs {
+            cfg: &c,
+            state: &state,
+            now,
+            watermark: Some(now),
+            observation: None,
+            alpha: 0.05,
+            srm_p_value: 0.001,
+            starved: Some("query exceeded its time limit of 30s"),
+        });
+        assert_eq!(out.action, Action::Hold);
+        assert_eq!(out.hold, Some(HoldReason::Starved));
+        assert_eq!(out.to_percent, state.percent);
+        assert_eq!(out.breaches, state.breaches);
+        assert_eq!(
+            out.evidence["error"],
+            "query exceeded its time limit of 30s"
+        );
     }
 }

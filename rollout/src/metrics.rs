@@ -27,7 +27,7 @@ const PHASES: [Phase; 4] = [
     Phase::Aborted,
 ];
 
-const HOLDS: [HoldReason; 9] = [
+const HOLDS: [HoldReason; 10] = [
     HoldReason::StaleData,
     HoldReason::NoTraffic,
     HoldReason::InsufficientSample,
@@ -37,6 +37,7 @@ const HOLDS: [HoldReason; 9] = [
     HoldReason::Guardrail,
     HoldReason::Dwell,
     HoldReason::Manual,
+    HoldReason::Starved,
 ];
 
 impl RolloutMetrics {

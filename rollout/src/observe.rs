@@ -174,8 +174,8 @@ pub async fn observe(
         "SELECT rollout_variant AS variant, CAST(count(DISTINCT user_key) AS BIGINT) AS users \
          FROM auth_events WHERE {filter} GROUP BY 1"
     );
-    let cells = engine.sql_unbounded(&cells_sql).await?;
-    let users = engine.sql_unbounded(&users_sql).await?;
+    let cells = engine.internal(&cells_sql).await?;
+    let users = engine.internal(&users_sql).await?;
     let mut obs = Observation::default();
     for b in &cells.batches {
         let s = strings(b, &["variant", "platform", "browser"])?;

@@ -19,7 +19,9 @@ use keyshift_rollout::metrics::RolloutMetrics;
 use keyshift_rollout::{RolloutConfig, RolloutError};
 use keyshift_store::metrics::StoreMetrics;
 use keyshift_store::query::QueryLimits;
-use keyshift_store::{QueryEngine, Source, StoreConfig, Tables, Writer, WriterHandle};
+use keyshift_store::{
+    Lane, QueryEngine, QueryExecutor, Source, StoreConfig, Tables, Writer, WriterHandle,
+};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
@@ -101,9 +103,16 @@ impl World {
             stop.clone(),
         )
         .expect("writer");
+        // A short wait for a query slot: the starvation test holds the
+        // control slot and must not wait the default 5 s.
+        let store = StoreConfig {
+            query_queue_timeout: std::time::Duration::from_millis(300),
+            ..StoreConfig::default()
+        };
         let engine = QueryEngine::live(
             writer.published(),
-            QueryLimits::from(&StoreConfig::default()),
+            QueryLimits::from(&store),
+            QueryExecutor::standalone(&store).expect("query runtime"),
         )
         .expect("engine");
         let pipeline = Pipeline::with_parts(
@@ -378,6 +387,61 @@ async fn an_error_spike_on_one_browser_rolls_back_within_two_evaluations() {
         .cloned()
         .expect("all");
     assert_ne!(all["verdict"], "breach", "{all}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_starved_evaluation_is_recorded_as_starved_never_as_a_pass() {
+    let w = World::new().await;
+    let id = "starved";
+    let c = w.controller(standard(id), t0()).await.expect("start");
+    let at = t0() + Duration::hours(1);
+    w.traffic(&c, id, t0(), at, 1000, healthy, false).await;
+    w.set_watermark(at);
+    // Something else holds the control lane's one slot.
+    let release = Arc::new(tokio::sync::Notify::new());
+    let occupant = tokio::spawn({
+        let (engine, release) = (w.engine.clone(), release.clone());
+        async move {
+            engine
+                .run(Lane::Control, move |_ctx| async move {
+                    release.notified().await;
+                    Ok(())
+                })
+                .await
+        }
+    });
+    while w.engine.executor().handle().metrics().num_alive_tasks() == 0 {
+        tokio::task::yield_now().await;
+    }
+    let d = recorded(&c, id, at).await;
+    assert_eq!(
+        (d.action, d.reason.as_deref()),
+        (Action::Hold, Some("starved"))
+    );
+    assert_eq!(d.to_percent, 1000);
+    assert!(
+        d.evidence["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("no control query slot"),
+        "{}",
+        d.evidence
+    );
+    // Starved again: the same hold is not recorded twice.
+    assert!(
+        c.evaluate(id, at + Duration::minutes(5))
+            .await
+            .expect("evaluate")
+            .is_none()
+    );
+    release.notify_one();
+    occupant.await.expect("join").expect("occupant");
+    // Once the store answers, the evaluation judges the data again.
+    let later = at + Duration::hours(1);
+    w.traffic(&c, id, at, later, 1000, healthy, false).await;
+    w.set_watermark(later);
+    let d = recorded(&c, id, later).await;
+    assert_ne!(d.reason.as_deref(), Some("starved"), "{}", d.evidence);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -26,8 +26,24 @@ pub struct StoreConfig {
     /// Time limit for one SQL query.
     #[serde(with = "humantime_serde")]
     pub query_timeout: Duration,
-    /// Memory limit for query execution, in MiB.
+    /// Memory for ad-hoc and KPI queries, in MiB, shared by the queries
+    /// running at the same time. A query that needs more fails (no spilling).
     pub query_memory_mib: usize,
+    /// Memory for the rollout controller's and keyshift's own queries, in MiB
+    /// (kept apart so that ad-hoc queries cannot take it).
+    pub control_query_memory_mib: usize,
+    /// Worker threads of the query runtime; 0: one per CPU.
+    pub query_threads: usize,
+    /// Nice value of the query threads (0–19): the OS runs ingest and the
+    /// API first when both want the CPU.
+    pub query_nice: i32,
+    /// Ad-hoc and KPI queries that run at once; 0: one per CPU (at least 2).
+    pub query_concurrency: usize,
+    /// Queries that may wait for a slot; beyond that a 429 with Retry-After.
+    pub query_queue: usize,
+    /// How long a query may wait for a slot before it is refused (429).
+    #[serde(with = "humantime_serde")]
+    pub query_queue_timeout: Duration,
 }
 
 impl Default for StoreConfig {
@@ -40,11 +56,33 @@ impl Default for StoreConfig {
             query_max_rows: 10_000,
             query_timeout: Duration::from_secs(30),
             query_memory_mib: 1024,
+            control_query_memory_mib: 256,
+            query_threads: 0,
+            query_nice: 19,
+            query_concurrency: 0,
+            query_queue: 8,
+            query_queue_timeout: Duration::from_secs(5),
         }
     }
 }
 
 impl StoreConfig {
+    /// Worker threads of the query runtime (`query_threads`, 0 resolved).
+    pub fn query_threads(&self) -> usize {
+        match self.query_threads {
+            0 => cpus(),
+            n => n,
+        }
+    }
+
+    /// Ad-hoc query slots (`query_concurrency`, 0 resolved).
+    pub fn query_concurrency(&self) -> usize {
+        match self.query_concurrency {
+            0 => cpus().max(2),
+            n => n,
+        }
+    }
+
     /// Every problem with these settings, empty when they are usable.
     pub fn validate(&self) -> Vec<String> {
         let mut errors = Vec::new();
@@ -60,9 +98,25 @@ impl StoreConfig {
         if self.query_timeout.is_zero() {
             errors.push("store.query_timeout must be more than 0".to_owned());
         }
+        if self.query_memory_mib < 16 {
+            errors.push("store.query_memory_mib must be at least 16".to_owned());
+        }
+        if self.control_query_memory_mib < 16 {
+            errors.push("store.control_query_memory_mib must be at least 16".to_owned());
+        }
+        if !(0..=19).contains(&self.query_nice) {
+            errors.push("store.query_nice must be between 0 and 19".to_owned());
+        }
+        if self.query_queue_timeout.is_zero() {
+            errors.push("store.query_queue_timeout must be more than 0".to_owned());
+        }
         if self.uri.as_ref().is_some_and(|u| u.trim().is_empty()) {
             errors.push("store.uri must not be empty when set".to_owned());
         }
         errors
     }
+}
+
+fn cpus() -> usize {
+    std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get)
 }

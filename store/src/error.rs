@@ -19,8 +19,29 @@ pub enum StoreError {
     },
     #[error("query: {0}")]
     Query(#[from] datafusion::error::DataFusionError),
-    #[error("query exceeded its time limit of {0:?}")]
+    #[error("query exceeded its time limit of {0:?} (store.query_timeout) and was cancelled")]
     QueryTimeout(std::time::Duration),
+    /// The query needed more memory than its lane may use.
+    #[error(
+        "query needs more memory than the limit of {limit_mib} MiB ({setting}) allows and was \
+         stopped: {detail}"
+    )]
+    QueryMemory {
+        limit_mib: usize,
+        setting: &'static str,
+        detail: String,
+    },
+    /// No query slot: too many queries running and waiting.
+    #[error("too many queries ({reason}); retry after {}s", .retry_after.as_secs())]
+    Busy {
+        reason: String,
+        retry_after: std::time::Duration,
+    },
+    #[error("keyshift is shutting down; the query was cancelled")]
+    ShuttingDown,
+    /// A query task panicked: a bug, never retried.
+    #[error("query failed unexpectedly: {0}")]
+    QueryPanicked(String),
     #[error("statement not allowed: {0}")]
     NotReadOnly(String),
     #[error("invalid table location {uri:?}: {reason}")]
@@ -71,10 +92,25 @@ impl StoreError {
                     | DeltaTableError::VersionAlreadyExists(_)
                     | DeltaTableError::Transaction { .. }
             ),
-            StoreError::CommitFailed { .. } | StoreError::QueryTimeout(_) => true,
+            StoreError::CommitFailed { .. }
+            | StoreError::QueryTimeout(_)
+            | StoreError::Busy { .. }
+            | StoreError::ShuttingDown => true,
             StoreError::Io { .. } => true,
             _ => false,
         }
+    }
+}
+
+impl StoreError {
+    /// Whether a query did not get the time, slot or memory it needed: the
+    /// data was never looked at (a rollout evaluation records this as
+    /// `starved`, never as a pass).
+    pub fn is_starved(&self) -> bool {
+        matches!(
+            self,
+            StoreError::QueryTimeout(_) | StoreError::Busy { .. } | StoreError::QueryMemory { .. }
+        )
     }
 }
 

@@ -10,21 +10,27 @@
 //! Writes go through one [`writer::Writer`] task per process, which groups
 //! concurrent requests into one Delta commit per table per flush (group
 //! commit). Reads go through [`query::QueryEngine`], which always plans against
-//! the latest committed snapshot.
+//! the latest committed snapshot and runs on the query runtime
+//! ([`executor::QueryExecutor`]), never on the threads that serve ingest.
 
+mod checkpoint;
 pub mod config;
 pub mod decisions;
 mod error;
+pub mod executor;
+mod guard;
 pub mod metrics;
 pub mod query;
 pub mod records;
 pub mod schema;
+mod session;
 pub mod tables;
 pub mod writer;
 
 pub use config::StoreConfig;
 pub use decisions::DecisionRecord;
 pub use error::{Result, StoreError};
+pub use executor::{ExecutorSettings, Lane, QueryExecutor};
 pub use query::QueryEngine;
 pub use records::{EventRecord, RejectedRecord, Source};
 pub use tables::Tables;
@@ -35,5 +41,7 @@ pub const AUTH_EVENTS: &str = "auth_events";
 pub const REJECTED_EVENTS: &str = "rejected_events";
 pub const ROLLOUT_DECISIONS: &str = "rollout_decisions";
 
+#[cfg(test)]
+mod limit_tests;
 #[cfg(test)]
 mod tests;

@@ -3,7 +3,9 @@
 
 use std::time::Duration;
 
-use prometheus::{Gauge, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
+use prometheus::{
+    Gauge, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+};
 
 #[derive(Debug, Clone)]
 pub struct StoreMetrics {
@@ -69,5 +71,100 @@ impl StoreMetrics {
                 .with_label_values(&[table])
                 .inc_by(n as u64);
         }
+    }
+}
+
+/// Metrics of the query runtime. Labels: `lane` (adhoc, control) and fixed
+/// reason sets.
+#[derive(Debug, Clone)]
+pub struct QueryMetrics {
+    running: IntGaugeVec,
+    queued: IntGaugeVec,
+    rejected: IntCounterVec,
+    cancelled: IntCounterVec,
+    seconds: HistogramVec,
+}
+
+impl QueryMetrics {
+    /// Creates the metrics and registers them in `registry`.
+    pub fn new(registry: &Registry) -> prometheus::Result<Self> {
+        let running = IntGaugeVec::new(
+            Opts::new("keyshift_query_running", "Queries executing now, by lane."),
+            &["lane"],
+        )?;
+        let queued = IntGaugeVec::new(
+            Opts::new(
+                "keyshift_query_queued",
+                "Queries waiting for a slot, by lane.",
+            ),
+            &["lane"],
+        )?;
+        let rejected = IntCounterVec::new(
+            Opts::new(
+                "keyshift_query_rejected_total",
+                "Queries refused without running (reason: queue_full, queue_timeout).",
+            ),
+            &["lane", "reason"],
+        )?;
+        let cancelled = IntCounterVec::new(
+            Opts::new(
+                "keyshift_query_cancelled_total",
+                "Queries stopped before they finished (reason: timeout, memory, shutdown, abandoned).",
+            ),
+            &["lane", "reason"],
+        )?;
+        let seconds = HistogramVec::new(
+            HistogramOpts::new(
+                "keyshift_query_seconds",
+                "Execution time of queries that ran, by lane (after waiting for a slot).",
+            )
+            .buckets(vec![
+                0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+            ]),
+            &["lane"],
+        )?;
+        registry.register(Box::new(running.clone()))?;
+        registry.register(Box::new(queued.clone()))?;
+        registry.register(Box::new(rejected.clone()))?;
+        registry.register(Box::new(cancelled.clone()))?;
+        registry.register(Box::new(seconds.clone()))?;
+        for lane in ["adhoc", "control"] {
+            running.with_label_values(&[lane]);
+            queued.with_label_values(&[lane]);
+        }
+        Ok(Self {
+            running,
+            queued,
+            rejected,
+            cancelled,
+            seconds,
+        })
+    }
+
+    /// Metrics bound to a private registry, for tests and tools.
+    pub fn unregistered() -> Self {
+        Self::new(&Registry::new()).unwrap_or_else(|e| unreachable!("fresh registry: {e}"))
+    }
+
+    pub(crate) fn running(&self, lane: &'static str) -> IntGauge {
+        self.running.with_label_values(&[lane])
+    }
+
+    pub(crate) fn queued(&self, lane: &'static str) -> IntGauge {
+        self.queued.with_label_values(&[lane])
+    }
+
+    pub(crate) fn rejected(&self, lane: &'static str, reason: &'static str) {
+        self.rejected.with_label_values(&[lane, reason]).inc();
+    }
+
+    pub(crate) fn cancelled(&self, lane: &'static str, reason: &'static str) {
+        self.cancelled.with_label_values(&[lane, reason]).inc();
+    }
+
+    pub(crate) fn ran(&self, lane: &'static str, elapsed: Duration) {
+        self.seconds
+            .with_label_values(&[lane])
+            .observe(elapsed.as_secs_f64());
     }
 }

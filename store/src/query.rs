@@ -1,30 +1,45 @@
 //! Read-only SQL over the store through DataFusion.
 //!
-//! Every query plans against the latest committed snapshot of both tables,
+//! Every query plans against the latest committed snapshot of the tables,
 //! refuses anything but a single query statement (DataFusion's own DDL / DML /
-//! statement guards), and runs under row, time and memory limits.
+//! statement guards), and runs on the query runtime ([`crate::executor`])
+//! under row, time and memory limits ([`crate::session`]).
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
-use datafusion::execution::context::{SQLOptions, SessionConfig, SessionContext};
-use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
+use datafusion::dataframe::DataFrame;
+use datafusion::error::DataFusionError;
+use datafusion::execution::context::{SQLOptions, SessionContext};
+use datafusion::execution::memory_pool::MemoryConsumer;
+use datafusion::execution::runtime_env::RuntimeEnv;
 use datafusion::logical_expr::LogicalPlan;
+use futures::StreamExt;
 use tokio::sync::watch;
 
+use crate::executor::{Lane, QueryExecutor};
+use crate::session::{self, Budget};
 use crate::writer::Published;
 use crate::{
     AUTH_EVENTS, REJECTED_EVENTS, ROLLOUT_DECISIONS, Result, StoreConfig, StoreError, Tables,
 };
 
-/// Limits applied to user queries.
+/// The memory pool's share of a lane's budget (1/2).
+const ACCOUNTED_SHARE: usize = 2;
+
+/// Limits applied to queries.
 #[derive(Debug, Clone, Copy)]
 pub struct QueryLimits {
+    /// Rows in one SQL API result.
     pub max_rows: usize,
     pub timeout: Duration,
+    /// Memory of the ad-hoc lane.
     pub memory_bytes: usize,
+    /// Memory of the control lane.
+    pub control_memory_bytes: usize,
 }
 
 impl From<&StoreConfig> for QueryLimits {
@@ -33,6 +48,7 @@ impl From<&StoreConfig> for QueryLimits {
             max_rows: c.query_max_rows,
             timeout: c.query_timeout,
             memory_bytes: c.query_memory_mib.saturating_mul(1024 * 1024),
+            control_memory_bytes: c.control_query_memory_mib.saturating_mul(1024 * 1024),
         }
     }
 }
@@ -51,38 +67,72 @@ enum Snapshot {
     Fixed(Tables),
 }
 
-/// Plans and runs SQL over `auth_events` and `rejected_events`.
+/// One lane's DataFusion runtime (its memory pool) and budget.
+#[derive(Debug, Clone)]
+struct LaneEnv {
+    runtime: Arc<RuntimeEnv>,
+    budget: Budget,
+}
+
+/// Plans and runs SQL over the tables, on the query runtime.
 #[derive(Debug, Clone)]
 pub struct QueryEngine {
     snapshot: Snapshot,
     limits: QueryLimits,
-    runtime: Arc<RuntimeEnv>,
+    executor: QueryExecutor,
+    adhoc: LaneEnv,
+    control: LaneEnv,
 }
 
 impl QueryEngine {
     /// Queries follow the writer's commits.
-    pub fn live(published: watch::Receiver<Arc<Published>>, limits: QueryLimits) -> Result<Self> {
-        Self::new(Snapshot::Live(published), limits)
+    pub fn live(
+        published: watch::Receiver<Arc<Published>>,
+        limits: QueryLimits,
+        executor: QueryExecutor,
+    ) -> Result<Self> {
+        Self::new(Snapshot::Live(published), limits, executor)
     }
 
     /// Queries a fixed state of the tables (the `keyshift sql` command).
-    pub fn fixed(tables: Tables, limits: QueryLimits) -> Result<Self> {
-        Self::new(Snapshot::Fixed(tables), limits)
+    pub fn fixed(tables: Tables, limits: QueryLimits, executor: QueryExecutor) -> Result<Self> {
+        Self::new(Snapshot::Fixed(tables), limits, executor)
     }
 
-    fn new(snapshot: Snapshot, limits: QueryLimits) -> Result<Self> {
-        let runtime = RuntimeEnvBuilder::new()
-            .with_memory_limit(limits.memory_bytes.max(64 * 1024 * 1024), 1.0)
-            .build_arc()?;
+    fn new(snapshot: Snapshot, limits: QueryLimits, executor: QueryExecutor) -> Result<Self> {
+        let lane = |bytes: usize, setting| -> Result<LaneEnv> {
+            let budget = Budget { bytes, setting };
+            // DataFusion's pool sees about half of what its operators hold
+            // (hash tables while they grow, repartition buffers, allocator
+            // slack: measured in docs/benchmarks.md), so it gets half of
+            // the budget; the process then stays near the configured figure.
+            let pool = Budget {
+                bytes: bytes / ACCOUNTED_SHARE,
+                setting,
+            };
+            Ok(LaneEnv {
+                runtime: session::runtime_env(pool)?,
+                budget,
+            })
+        };
         Ok(Self {
             snapshot,
             limits,
-            runtime,
+            executor,
+            adhoc: lane(limits.memory_bytes, "store.query_memory_mib")?,
+            control: lane(
+                limits.control_memory_bytes,
+                "store.control_query_memory_mib",
+            )?,
         })
     }
 
     pub fn limits(&self) -> QueryLimits {
         self.limits
+    }
+
+    pub fn executor(&self) -> &QueryExecutor {
+        &self.executor
     }
 
     /// The tables as the next query will see them.
@@ -93,97 +143,169 @@ impl QueryEngine {
         }
     }
 
-    /// A session with the tables registered at their latest snapshot.
-    pub async fn context(&self) -> Result<SessionContext> {
+    fn lane_env(&self, lane: Lane) -> &LaneEnv {
+        match lane {
+            Lane::Adhoc => &self.adhoc,
+            Lane::Control => &self.control,
+        }
+    }
+
+    /// Runs `work` with a session over the latest tables, on the query
+    /// runtime, in `lane`'s slots and memory, under the time limit. The
+    /// session's tables are registered inside the task, so loading their
+    /// snapshots is query work too.
+    pub async fn run<T, F, Fut>(&self, lane: Lane, work: F) -> Result<T>
+    where
+        F: FnOnce(SessionContext) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<T>> + Send + 'static,
+        T: Send + 'static,
+    {
         let tables = self.tables();
-        let config = SessionConfig::new()
-            .with_information_schema(true)
-            .set_str("datafusion.execution.time_zone", "UTC");
-        let ctx = SessionContext::new_with_config_rt(config, self.runtime.clone());
-        let mut all = vec![
-            (AUTH_EVENTS, &tables.events),
-            (REJECTED_EVENTS, &tables.rejected),
-        ];
-        if let Some(d) = &tables.decisions {
-            all.push((ROLLOUT_DECISIONS, d));
-        }
-        for (name, table) in all {
-            table
-                .update_datafusion_session(&ctx.state())
-                .map_err(StoreError::delta(name))?;
-            let provider = table.table_provider().await?;
-            ctx.register_table(name, provider)?;
-        }
-        Ok(ctx)
-    }
-
-    /// Runs one read-only statement (a query or EXPLAIN) under the limits.
-    pub async fn sql(&self, sql: &str) -> Result<QueryOutput> {
-        self.run(sql, Some(self.limits.max_rows)).await
-    }
-
-    /// Runs one read-only statement with no row limit, for keyshift's own
-    /// bounded internal queries.
-    pub async fn sql_unbounded(&self, sql: &str) -> Result<QueryOutput> {
-        self.run(sql, None).await
-    }
-
-    async fn run(&self, sql: &str, max_rows: Option<usize>) -> Result<QueryOutput> {
-        let ctx = self.context().await?;
-        let options = SQLOptions::new()
-            .with_allow_ddl(false)
-            .with_allow_dml(false)
-            .with_allow_statements(false);
-        let work = async {
-            let df = ctx
-                .sql_with_options(sql, options)
-                .await
-                .map_err(|e| match e {
-                    datafusion::error::DataFusionError::Plan(msg)
-                        if msg.contains("not supported") || msg.contains("only supports") =>
-                    {
-                        StoreError::NotReadOnly(msg)
-                    }
-                    other => StoreError::Query(other),
-                })?;
-            let is_explain = matches!(
-                df.logical_plan(),
-                LogicalPlan::Explain(_) | LogicalPlan::Analyze(_)
-            );
-            let df = match max_rows {
-                // EXPLAIN must stay the root of its plan; its output is small.
-                Some(n) if !is_explain => df.limit(0, Some(n.saturating_add(1)))?,
-                _ => df,
-            };
-            let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
-            let batches = df.collect().await?;
-            Ok::<_, StoreError>((schema, batches))
+        let env = self.lane_env(lane).clone();
+        let budget = env.budget;
+        let task = async move {
+            let ctx = context(&tables, &env).await?;
+            work(ctx).await
         };
-        let (schema, mut batches) = tokio::time::timeout(self.limits.timeout, work)
+        self.executor
+            .run(lane, self.limits.timeout, async move {
+                task.await.map_err(|e| over_budget(e, budget))
+            })
             .await
-            .map_err(|_| StoreError::QueryTimeout(self.limits.timeout))??;
-        let mut truncated = false;
-        if let Some(max) = max_rows {
-            let total: usize = batches.iter().map(RecordBatch::num_rows).sum();
-            if total > max {
-                truncated = true;
-                let mut keep = max;
-                let mut out = Vec::with_capacity(batches.len());
-                for b in batches {
-                    if keep == 0 {
-                        break;
-                    }
-                    let n = b.num_rows().min(keep);
-                    out.push(b.slice(0, n));
-                    keep -= n;
-                }
-                batches = out;
-            }
-        }
+    }
+
+    /// Runs one read-only statement (a query or EXPLAIN) in the ad-hoc lane,
+    /// at most `max_rows` rows.
+    pub async fn sql(&self, sql: &str) -> Result<QueryOutput> {
+        self.statement(Lane::Adhoc, sql, Some(self.limits.max_rows))
+            .await
+    }
+
+    /// Runs one read-only statement in the control lane with no row limit,
+    /// for keyshift's own bounded queries (evaluations, loads).
+    pub async fn internal(&self, sql: &str) -> Result<QueryOutput> {
+        self.statement(Lane::Control, sql, None).await
+    }
+
+    async fn statement(
+        &self,
+        lane: Lane,
+        sql: &str,
+        max_rows: Option<usize>,
+    ) -> Result<QueryOutput> {
+        let sql = sql.to_owned();
+        let (schema, batches) = self
+            .run(lane, move |ctx| async move {
+                let df = plan(&ctx, &sql).await?;
+                let is_explain = matches!(
+                    df.logical_plan(),
+                    LogicalPlan::Explain(_) | LogicalPlan::Analyze(_)
+                );
+                let df = match max_rows {
+                    // EXPLAIN must stay the root of its plan; its output is small.
+                    Some(n) if !is_explain => df.limit(0, Some(n.saturating_add(1)))?,
+                    _ => df,
+                };
+                let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+                let batches = collect(&ctx, df).await?;
+                Ok((schema, batches))
+            })
+            .await?;
+        let (batches, truncated) = match max_rows {
+            Some(max) => cut(batches, max),
+            None => (batches, false),
+        };
         Ok(QueryOutput {
             schema,
             batches,
             truncated,
         })
     }
+}
+
+/// A session with the tables registered at their latest snapshot.
+async fn context(tables: &Tables, env: &LaneEnv) -> Result<SessionContext> {
+    let ctx = session::context(env.runtime.clone(), env.budget)?;
+    let mut all = vec![
+        (AUTH_EVENTS, &tables.events),
+        (REJECTED_EVENTS, &tables.rejected),
+    ];
+    if let Some(d) = &tables.decisions {
+        all.push((ROLLOUT_DECISIONS, d));
+    }
+    for (name, table) in all {
+        table
+            .update_datafusion_session(&ctx.state())
+            .map_err(StoreError::delta(name))?;
+        let provider = table.table_provider().await?;
+        ctx.register_table(name, provider)?;
+    }
+    Ok(ctx)
+}
+
+/// Plans one statement, refusing anything but a query.
+pub async fn plan(ctx: &SessionContext, sql: &str) -> Result<DataFrame> {
+    let options = SQLOptions::new()
+        .with_allow_ddl(false)
+        .with_allow_dml(false)
+        .with_allow_statements(false);
+    ctx.sql_with_options(sql, options)
+        .await
+        .map_err(|e| match e {
+            DataFusionError::Plan(msg)
+                if msg.contains("not supported") || msg.contains("only supports") =>
+            {
+                StoreError::NotReadOnly(msg)
+            }
+            other => StoreError::Query(other),
+        })
+}
+
+/// Runs `df` and keeps its batches, counting them against the lane's memory
+/// pool: a result is memory too.
+pub async fn collect(ctx: &SessionContext, df: DataFrame) -> Result<Vec<RecordBatch>> {
+    let pool = ctx.runtime_env().memory_pool.clone();
+    let held = MemoryConsumer::new("query result").register(&pool);
+    let mut stream = df.execute_stream().await?;
+    let mut batches = Vec::new();
+    while let Some(batch) = stream.next().await {
+        let batch = batch?;
+        held.try_grow(batch.get_array_memory_size())?;
+        batches.push(batch);
+    }
+    Ok(batches)
+}
+
+/// A memory-pool refusal, said with the limit that caused it.
+fn over_budget(e: StoreError, budget: Budget) -> StoreError {
+    match e {
+        StoreError::Query(q) => match q.find_root() {
+            DataFusionError::ResourcesExhausted(detail) => StoreError::QueryMemory {
+                limit_mib: budget.mib(),
+                setting: budget.setting,
+                detail: detail.clone(),
+            },
+            _ => StoreError::Query(q),
+        },
+        other => other,
+    }
+}
+
+/// The first `max` rows of `batches`, and whether there were more.
+fn cut(batches: Vec<RecordBatch>, max: usize) -> (Vec<RecordBatch>, bool) {
+    let total: usize = batches.iter().map(RecordBatch::num_rows).sum();
+    if total <= max {
+        return (batches, false);
+    }
+    let mut keep = max;
+    let mut out = Vec::with_capacity(batches.len());
+    for b in batches {
+        if keep == 0 {
+            break;
+        }
+        let n = b.num_rows().min(keep);
+        out.push(b.slice(0, n));
+        keep -= n;
+    }
+    (out, true)
 }

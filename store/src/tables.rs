@@ -5,6 +5,7 @@ use std::path::Path;
 
 use deltalake::kernel::StructType;
 use deltalake::kernel::engine::arrow_conversion::TryFromArrow;
+use deltalake::logstore::IORuntime;
 use deltalake::protocol::SaveMode;
 use deltalake::{DeltaTable, DeltaTableBuilder, DeltaTableError, TableProperty};
 use url::Url;
@@ -70,8 +71,22 @@ fn unloaded(
     options: &HashMap<String, String>,
 ) -> Result<DeltaTable> {
     let url = table_url(root, name)?;
+    // Object-store requests run on the runtime that opens the tables (the
+    // main one), also when a query on the query runtime makes them: network
+    // I/O is not delayed behind CPU-bound query work, and connections are
+    // not tied to the query runtime.
+    let io = tokio::runtime::Handle::try_current()
+        .ok()
+        .map(IORuntime::RT);
     DeltaTableBuilder::from_url(url)
-        .and_then(|b| b.with_storage_options(options.clone()).build())
+        .and_then(|b| {
+            let b = b.with_storage_options(options.clone());
+            match io {
+                Some(rt) => b.with_io_runtime(rt),
+                None => b,
+            }
+            .build()
+        })
         .map_err(StoreError::delta(name))
 }
 

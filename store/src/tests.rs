@@ -9,7 +9,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::metrics::StoreMetrics;
 use crate::query::QueryLimits;
-use crate::{EventRecord, QueryEngine, RejectedRecord, Source, StoreConfig, Tables, Writer};
+use crate::{
+    EventRecord, QueryEngine, QueryExecutor, RejectedRecord, Source, StoreConfig, Tables, Writer,
+};
 
 fn record(i: usize) -> EventRecord {
     let v = json!({
@@ -56,8 +58,40 @@ fn rejected(source: Source) -> RejectedRecord {
     }
 }
 
+fn executor() -> QueryExecutor {
+    QueryExecutor::standalone(&StoreConfig::default()).expect("query runtime")
+}
+
 fn limits() -> QueryLimits {
     QueryLimits::from(&StoreConfig::default())
+}
+
+/// A writer with the default configuration, and the token that stops it.
+fn default_writer(
+    tables: Tables,
+) -> (
+    crate::WriterHandle,
+    tokio::task::JoinHandle<crate::Result<()>>,
+    CancellationToken,
+) {
+    let cancel = CancellationToken::new();
+    let (handle, task) = Writer::spawn(
+        tables,
+        StoreConfig::default(),
+        StoreMetrics::unregistered(),
+        cancel.clone(),
+    )
+    .expect("spawn");
+    (handle, task, cancel)
+}
+
+/// `auth_events` rows of the tables under `root`, opened afresh.
+async fn reopened_count(root: &str) -> i64 {
+    let tables = Tables::open(root, &Default::default())
+        .await
+        .expect("reopen");
+    let engine = QueryEngine::fixed(tables, limits(), executor()).expect("engine");
+    count(&engine, "SELECT count(*) FROM auth_events").await
 }
 
 async fn count(engine: &QueryEngine, sql: &str) -> i64 {
@@ -72,21 +106,14 @@ async fn count(engine: &QueryEngine, sql: &str) -> i64 {
 #[tokio::test]
 async fn writes_commit_and_survive_reopen() {
     let (_dir, root, tables) = fresh_tables().await;
-    let cancel = CancellationToken::new();
-    let (handle, task) = Writer::spawn(
-        tables,
-        StoreConfig::default(),
-        StoreMetrics::unregistered(),
-        cancel.clone(),
-    )
-    .expect("spawn");
+    let (handle, task, cancel) = default_writer(tables);
     let rejected = rejected(Source::Http);
     let receipt = handle
         .write((0..10).map(record).collect(), vec![rejected])
         .await
         .expect("write");
     assert!(receipt.events_version.is_some());
-    let engine = QueryEngine::live(handle.published(), limits()).expect("engine");
+    let engine = QueryEngine::live(handle.published(), limits(), executor()).expect("engine");
     assert_eq!(count(&engine, "SELECT count(*) FROM auth_events").await, 10);
     assert_eq!(
         count(
@@ -106,14 +133,14 @@ async fn writes_commit_and_survive_reopen() {
     let reopened = Tables::open(&root, &Default::default())
         .await
         .expect("reopen");
-    let engine = QueryEngine::fixed(reopened, limits()).expect("engine");
+    let engine = QueryEngine::fixed(reopened, limits(), executor()).expect("engine");
     assert_eq!(count(&engine, "SELECT count(*) FROM auth_events").await, 10);
 }
 
 #[tokio::test]
 async fn only_read_only_statements_run() {
     let (_dir, _, tables) = fresh_tables().await;
-    let engine = QueryEngine::fixed(tables, limits()).expect("engine");
+    let engine = QueryEngine::fixed(tables, limits(), executor()).expect("engine");
     for sql in [
         "CREATE TABLE x AS SELECT 1",
         "INSERT INTO auth_events SELECT * FROM auth_events",
@@ -142,7 +169,7 @@ async fn row_limit_truncates_and_says_so() {
         max_rows: 5,
         ..limits()
     };
-    let engine = QueryEngine::fixed(tables, limits).expect("engine");
+    let engine = QueryEngine::fixed(tables, limits, executor()).expect("engine");
     let out = engine
         .sql("SELECT * FROM generate_series(1, 100)")
         .await
@@ -165,7 +192,7 @@ async fn unwaited_rows_flush_on_row_count_or_delay() {
     let (handle, task) =
         Writer::spawn(tables, cfg, StoreMetrics::unregistered(), cancel.clone()).expect("spawn");
     let mut published = handle.published();
-    let engine = QueryEngine::live(handle.published(), limits()).expect("engine");
+    let engine = QueryEngine::live(handle.published(), limits(), executor()).expect("engine");
 
     // Five rows reach flush_max_rows: committed without waiting for the delay.
     handle
@@ -198,14 +225,7 @@ async fn unwaited_rows_flush_on_row_count_or_delay() {
         .expect("submit");
     cancel.cancel();
     task.await.expect("join").expect("writer");
-    let engine = QueryEngine::fixed(
-        Tables::open(&root, &Default::default())
-            .await
-            .expect("reopen"),
-        limits(),
-    )
-    .expect("engine");
-    assert_eq!(count(&engine, "SELECT count(*) FROM auth_events").await, 7);
+    assert_eq!(reopened_count(&root).await, 7);
 }
 
 /// Stream positions commit atomically with their rows, survive reloads, and a
@@ -269,6 +289,35 @@ async fn txn_versions_commit_with_rows_and_fence_a_stale_writer() {
             rejected: Some(10)
         }
     );
-    let engine = QueryEngine::live(second.published(), limits()).expect("engine");
+    let engine = QueryEngine::live(second.published(), limits(), executor()).expect("engine");
     assert_eq!(count(&engine, "SELECT count(*) FROM auth_events").await, 3);
+}
+
+/// The commit that reaches the checkpoint interval does not write the
+/// checkpoint itself; a background task does, and readers see the same rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checkpoints_are_written_in_the_background() {
+    let (dir, root, tables) = fresh_tables().await;
+    let (handle, task, cancel) = default_writer(tables);
+    // Version 0 created the table; versions 1..=99 are these commits.
+    for i in 0..99 {
+        handle
+            .write(vec![record(i)], Vec::new())
+            .await
+            .expect("write");
+    }
+    let checkpoint = dir
+        .path()
+        .join("auth_events/_delta_log/00000000000000000099.checkpoint.parquet");
+    let started = std::time::Instant::now();
+    while !checkpoint.exists() {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "no checkpoint at version 99"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    cancel.cancel();
+    task.await.expect("join").expect("writer");
+    assert_eq!(reopened_count(&root).await, 99);
 }

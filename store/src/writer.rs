@@ -17,7 +17,6 @@ use deltalake::kernel::Action;
 use deltalake::kernel::Transaction;
 use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
 use deltalake::protocol::{DeltaOperation, SaveMode};
-use deltalake::table::config::TablePropertiesExt as _;
 use deltalake::writer::{DeltaWriter, RecordBatchWriter};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
@@ -520,19 +519,12 @@ async fn append(
         partition_by,
         predicate: None,
     };
-    // delta-rs would list the whole `_delta_log` after every commit to expire
-    // old entries, a listing that grows with every version. The protocol
-    // expires logs when a checkpoint is written, so only the commits that
-    // write one do it (if another writer wins the version, the next
-    // checkpoint commit catches up).
-    let config = snapshot.table_config();
-    let version = snapshot.version() + 1;
-    let checkpoint_commit = (version + 1).is_multiple_of(config.checkpoint_interval().get());
+    // Checkpoints and log expiry happen in the background after the commit
+    // (see `checkpoint.rs`), not inside it.
     let properties = CommitProperties::default()
         .with_application_transactions(txns)
-        .with_cleanup_expired_logs(Some(
-            checkpoint_commit && config.enable_expired_log_cleanup(),
-        ));
+        .with_create_checkpoint(false)
+        .with_cleanup_expired_logs(Some(false));
     let outcome = CommitBuilder::from(properties)
         .with_actions(adds)
         .build(Some(snapshot), table.log_store(), operation)
@@ -540,6 +532,7 @@ async fn append(
     match outcome {
         Ok(done) => {
             table.state = Some(done.snapshot());
+            crate::checkpoint::after_commit(table, done.version(), name);
             debug!(
                 table = name,
                 version = done.version(),

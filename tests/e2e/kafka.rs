@@ -9,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use keyshift_store::query::QueryLimits;
-use keyshift_store::{QueryEngine, StoreConfig, Tables};
+use keyshift_store::{QueryEngine, QueryExecutor, StoreConfig, Tables};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
@@ -186,8 +186,12 @@ async fn counts(data_dir: &Path) -> (i64, i64, i64) {
     let Ok(tables) = Tables::open(root.to_str().expect("utf8"), &Default::default()).await else {
         return (0, 0, 0);
     };
-    let engine =
-        QueryEngine::fixed(tables, QueryLimits::from(&StoreConfig::default())).expect("engine");
+    let engine = QueryEngine::fixed(
+        tables,
+        QueryLimits::from(&StoreConfig::default()),
+        QueryExecutor::standalone(&StoreConfig::default()).expect("query runtime"),
+    )
+    .expect("engine");
     let one = |sql: &'static str| {
         let engine = engine.clone();
         async move {
@@ -776,4 +780,70 @@ async fn decisions_go_to_kafka_and_a_second_controller_fences_the_first() {
     // Holds (stale data: nothing consumed yet) may come between.
     actions.retain(|a| a != "hold");
     assert_eq!(actions, vec!["start", "start", "pause"]);
+}
+
+/// A runaway query on the ingest process's API does not stop it consuming.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_consumer_keeps_consuming_while_a_runaway_query_runs() {
+    let Some(sc) = Scenario::new("ks-query").await else {
+        return;
+    };
+    let listen = format!("127.0.0.1:{}", free_port());
+    let ingest = Ingest::start_with(
+        &sc.brokers,
+        &sc.topic,
+        &sc.group,
+        sc.dir.path(),
+        &listen,
+        &[("KEYSHIFT__STORE__QUERY_TIMEOUT", "10m")],
+    );
+    let base = format!("http://{listen}");
+    let metrics = format!("{base}/metrics");
+    let started = Instant::now();
+    while metric(&metrics, "keyshift_query_running{lane=\"adhoc\"}")
+        .await
+        .is_none()
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "ingest did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let query = tokio::spawn({
+        let url = format!("{base}/v1/sql");
+        async move {
+            reqwest::Client::new()
+                .post(url)
+                .json(&serde_json::json!({ "sql": crate::isolation::CROSS_JOIN }))
+                .send()
+                .await
+        }
+    });
+    while metric(&metrics, "keyshift_query_running{lane=\"adhoc\"}").await != Some(1.0) {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "query did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    produce_valid(&sc.producer, &sc.topic, &sc.topic, 20_000).await;
+    let accepted = "keyshift_ingest_events_total{outcome=\"accepted\",source=\"kafka\"}";
+    let produced = Instant::now();
+    while metric(&metrics, accepted).await != Some(20_000.0) {
+        assert!(
+            produced.elapsed() < Duration::from_secs(120),
+            "consumed {:?} of 20000 while the query ran",
+            metric(&metrics, accepted).await
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Everything was consumed and committed while the query was still running.
+    assert_eq!(
+        metric(&metrics, "keyshift_query_running{lane=\"adhoc\"}").await,
+        Some(1.0)
+    );
+    ingest.stop();
+    let _ = query.await;
+    assert_eq!(counts(sc.dir.path()).await.0, 20_000);
 }

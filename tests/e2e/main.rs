@@ -3,6 +3,7 @@
 
 mod collector;
 mod common;
+mod isolation;
 mod kafka;
 mod rollout;
 mod security;

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use keyshift_http::Principal;
-use keyshift_store::{QueryEngine, Source};
+use keyshift_store::{QueryEngine, Source, StoreError};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
@@ -368,8 +368,15 @@ impl Loop {
                 },
             );
         }
-        let synced = self.pipeline.sync_dedup(&self.engine).await?;
-        debug!(keys = synced, "dedup index synced");
+        match self.pipeline.sync_dedup(&self.engine).await {
+            Ok(synced) => debug!(keys = synced, "dedup index synced"),
+            // Partitions assigned while the process stops are not consumed:
+            // the index need not catch up.
+            Err(IngestError::Store(StoreError::ShuttingDown)) => {
+                debug!("dedup sync cancelled by the shutdown");
+            }
+            Err(e) => return Err(e),
+        }
         Ok(())
     }
 
