@@ -186,6 +186,10 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
             auth,
             registry,
             metrics: api_metrics,
+            watermark: {
+                let w = watermark.clone();
+                Arc::new(move || w.get())
+            },
         }));
     let app = with_fallbacks(app);
     let (listener, addr) = bind(config.server.listen).await?;

@@ -6,6 +6,7 @@
 pub mod app;
 pub mod bench;
 pub mod config;
+pub mod kpis_cmd;
 pub mod sql_cmd;
 pub mod synth;
 

@@ -89,6 +89,13 @@ enum Command {
         #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
         format: OutputFormat,
     },
+    /// The passkey KPIs (or the funnels) of a data dir, as a table or JSON.
+    Kpis {
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        #[command(flatten)]
+        args: keyshift::kpis_cmd::KpisArgs,
+    },
     /// Load and validate the configuration, then print it.
     CheckConfig,
     /// Benchmarks.
@@ -184,7 +191,7 @@ async fn main_async(cli: Cli) -> anyhow::Result<()> {
             kafka_topic: topic.clone(),
             ..Overrides::default()
         },
-        Command::Sql { data_dir, .. } => Overrides {
+        Command::Sql { data_dir, .. } | Command::Kpis { data_dir, .. } => Overrides {
             data_dir: data_dir.clone(),
             ..Overrides::default()
         },
@@ -205,6 +212,10 @@ async fn main_async(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Sql { sql, format, .. } => {
             let text = keyshift::sql_cmd::run_sql(&config, &sql, format).await?;
+            write_stdout(&text)
+        }
+        Command::Kpis { args, .. } => {
+            let text = keyshift::kpis_cmd::run_kpis(&config, &args).await?;
             write_stdout(&text)
         }
         Command::CheckConfig => {

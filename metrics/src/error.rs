@@ -9,13 +9,20 @@ pub enum MetricsError {
     Store(#[from] StoreError),
     #[error("rendering rows as JSON: {0}")]
     Render(String),
+    /// The caller's request is wrong (a parameter, a range).
+    #[error("{0}")]
+    BadRequest(String),
+    /// A KPI query of keyshift's own failed to plan or run: a bug, never
+    /// the caller's fault.
+    #[error("KPI query failed: {0}")]
+    Kpi(String),
 }
 
 impl MetricsError {
     pub fn is_retryable(&self) -> bool {
         match self {
             MetricsError::Store(e) => e.is_retryable(),
-            MetricsError::Render(_) => false,
+            MetricsError::Render(_) | MetricsError::BadRequest(_) | MetricsError::Kpi(_) => false,
         }
     }
 }
@@ -24,6 +31,7 @@ impl From<MetricsError> for ApiError {
     fn from(e: MetricsError) -> Self {
         use datafusion::error::DataFusionError as D;
         match e {
+            MetricsError::BadRequest(m) => ApiError::BadRequest(m),
             MetricsError::Store(StoreError::NotReadOnly(m)) => ApiError::BadRequest(format!(
                 "only a single SELECT, WITH or EXPLAIN statement is allowed: {m}"
             )),

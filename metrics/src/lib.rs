@@ -1,13 +1,20 @@
-//! keyshift's read API: SQL over the store and the Prometheus exposition.
+//! keyshift's read API: the passkey KPIs, SQL over the store and the
+//! Prometheus exposition.
 //!
+//! - `GET /v1/kpis`, `GET /v1/funnel`: the KPI reports ([`kpi`]): one
+//!   definition per KPI, computed on the isolated query path.
 //! - `POST /v1/sql` `{"sql": "…"}` → `{"rows": [{column: value}], "truncated": bool}`:
 //!   one read-only statement, under the store's row, time and memory limits;
 //!   needs an admin token (or an open loopback server).
 //! - `GET /metrics`: every keyshift metric, Prometheus text format.
+//! - `GET /openapi.json`: the OpenAPI 3.1 document of the whole HTTP API.
 
 mod error;
+pub mod kpi;
+mod kpi_api;
 pub mod metrics;
+pub mod openapi;
 pub mod sql;
 
 pub use error::{MetricsError, Result};
-pub use sql::{SqlState, batches_to_rows, metrics_router, router};
+pub use sql::{SqlState, Watermark, batches_to_rows, metrics_router, router};

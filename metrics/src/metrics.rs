@@ -5,6 +5,7 @@ use prometheus::{Encoder, HistogramOpts, HistogramVec, Registry, TextEncoder};
 #[derive(Debug, Clone)]
 pub struct ApiMetrics {
     sql_seconds: HistogramVec,
+    kpi_seconds: HistogramVec,
 }
 
 impl ApiMetrics {
@@ -20,7 +21,22 @@ impl ApiMetrics {
             &["outcome"],
         )?;
         registry.register(Box::new(sql_seconds.clone()))?;
-        Ok(Self { sql_seconds })
+        let kpi_seconds = HistogramVec::new(
+            HistogramOpts::new(
+                "keyshift_kpi_request_seconds",
+                "KPI report time by endpoint (kpis, funnel) and outcome \
+                 (ok, client_error, busy, timeout, error).",
+            )
+            .buckets(vec![
+                0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 30.0,
+            ]),
+            &["endpoint", "outcome"],
+        )?;
+        registry.register(Box::new(kpi_seconds.clone()))?;
+        Ok(Self {
+            sql_seconds,
+            kpi_seconds,
+        })
     }
 
     pub fn unregistered() -> Self {
@@ -31,6 +47,26 @@ impl ApiMetrics {
         self.sql_seconds
             .with_label_values(&[outcome])
             .observe(seconds);
+    }
+}
+
+impl ApiMetrics {
+    pub(crate) fn kpi(&self, endpoint: &'static str, outcome: &'static str, seconds: f64) {
+        self.kpi_seconds
+            .with_label_values(&[endpoint, outcome])
+            .observe(seconds);
+    }
+}
+
+/// The bounded outcome label of an API result.
+pub(crate) fn outcome<T>(r: &keyshift_http::ApiResult<T>) -> &'static str {
+    use keyshift_http::ApiError;
+    match r {
+        Ok(_) => "ok",
+        Err(ApiError::Timeout(_)) => "timeout",
+        Err(ApiError::TooManyRequests { .. }) => "busy",
+        Err(e) if e.status().is_client_error() => "client_error",
+        Err(_) => "error",
     }
 }
 

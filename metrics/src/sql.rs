@@ -1,4 +1,4 @@
-//! `POST /v1/sql` and `GET /metrics`.
+//! `POST /v1/sql`, `GET /metrics`, and the router of the read API.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -16,18 +16,29 @@ use prometheus::Registry;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::metrics::{ApiMetrics, render};
+use crate::metrics::{ApiMetrics, outcome, render};
 use crate::{MetricsError, Result};
 
 /// Largest accepted SQL request body.
 const MAX_SQL_BODY: usize = 64 * 1024;
 
-#[derive(Debug, Clone)]
+/// Up to when the store holds every event that reached keyshift (`None`:
+/// not known yet).
+pub type Watermark = Arc<dyn Fn() -> Option<chrono::DateTime<chrono::Utc>> + Send + Sync>;
+
+#[derive(Clone)]
 pub struct SqlState {
     pub engine: QueryEngine,
     pub auth: Arc<Authenticator>,
     pub registry: Registry,
     pub metrics: ApiMetrics,
+    pub watermark: Watermark,
+}
+
+impl std::fmt::Debug for SqlState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqlState").finish_non_exhaustive()
+    }
 }
 
 impl FromRef<SqlState> for Arc<Authenticator> {
@@ -36,13 +47,17 @@ impl FromRef<SqlState> for Arc<Authenticator> {
     }
 }
 
-/// `POST /v1/sql` and `GET /metrics`.
+/// The read API: `/v1/kpis`, `/v1/funnel`, `/v1/sql`, `/metrics` and
+/// `/openapi.json`.
 pub fn router(state: SqlState) -> Router {
     let registry = state.registry.clone();
     Router::new()
         .route("/v1/sql", post(post_sql))
+        .route("/v1/kpis", get(crate::kpi_api::get_kpis))
+        .route("/v1/funnel", get(crate::kpi_api::get_funnel))
         .with_state(state)
         .merge(metrics_router(registry))
+        .merge(crate::openapi::router())
 }
 
 /// `GET /metrics` alone (processes without a store).
@@ -95,14 +110,9 @@ async fn post_sql(
         .and_then(|r| r.map_err(ApiError::from)),
         Err(e) => Err(ApiError::from(MetricsError::from(e))),
     };
-    let outcome = match &result {
-        Ok(_) => "ok",
-        Err(ApiError::Timeout(_)) => "timeout",
-        Err(ApiError::TooManyRequests { .. }) => "busy",
-        Err(e) if e.status().is_client_error() => "client_error",
-        Err(_) => "error",
-    };
-    state.metrics.sql(outcome, started.elapsed().as_secs_f64());
+    state
+        .metrics
+        .sql(outcome(&result), started.elapsed().as_secs_f64());
     let (rows, truncated) = result?;
     let mut body = serde_json::json!({ "rows": rows, "truncated": truncated });
     if truncated {

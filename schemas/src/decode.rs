@@ -192,6 +192,7 @@ fn decode_payload(
         T::AuthStarted => Payload::AuthStarted {
             method: data.req_enum("method", Method::parse, Method::ALL)?,
             mediation: data.opt_enum("mediation", Mediation::parse, Mediation::ALL)?,
+            cross_device: data.opt_bool("cross_device")?,
         },
         T::AuthSucceeded => Payload::AuthSucceeded {
             method: data.req_enum("method", Method::parse, Method::ALL)?,
@@ -205,6 +206,7 @@ fn decode_payload(
         T::AuthFailed => Payload::AuthFailed {
             method: data.req_enum("method", Method::parse, Method::ALL)?,
             error: data.req_error("error", extra, opts)?,
+            cross_device: data.opt_bool("cross_device")?,
         },
         T::AuthFallback => Payload::AuthFallback {
             from_method: data.req_enum("from_method", Method::parse, Method::ALL)?,

@@ -179,6 +179,9 @@ pub enum Payload {
     AuthStarted {
         method: Method,
         mediation: Option<Mediation>,
+        /// A cross-device (hybrid) ceremony, when the client knows it at the
+        /// start (optional and additive: events without it stay valid).
+        cross_device: Option<bool>,
     },
     AuthSucceeded {
         method: Method,
@@ -189,6 +192,8 @@ pub enum Payload {
     AuthFailed {
         method: Method,
         error: ErrorInfo,
+        /// As on `auth.started`.
+        cross_device: Option<bool>,
     },
     AuthFallback {
         from_method: Method,

@@ -314,9 +314,11 @@ impl EventCols {
             Payload::AuthStarted {
                 method: m,
                 mediation: md,
+                cross_device: cd,
             } => {
                 method = Some(m.as_str());
                 mediation = md.map(|v| v.as_str());
+                cross_device = *cd;
             }
             Payload::AuthSucceeded {
                 method: m,
@@ -332,9 +334,11 @@ impl EventCols {
             Payload::AuthFailed {
                 method: m,
                 error: er,
+                cross_device: cd,
             } => {
                 method = Some(m.as_str());
                 error = Some(er);
+                cross_device = *cd;
             }
             Payload::AuthFallback {
                 from_method,

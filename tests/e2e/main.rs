@@ -5,5 +5,7 @@ mod collector;
 mod common;
 mod isolation;
 mod kafka;
+mod kpis;
+mod openapi;
 mod rollout;
 mod security;

@@ -7,11 +7,11 @@ use serde_json::{Value, json};
 
 use crate::common::{Server, config};
 
-const ADMIN: &str = "admin-token-0123456789";
+pub(crate) const ADMIN: &str = "admin-token-0123456789";
 const RP_TOKEN: &str = "rp-token-0123456789abcd";
 const OTHER_RP: &str = "rp-token-other-98765432";
 
-fn rollout_config(dir: &std::path::Path) -> keyshift::Config {
+pub(crate) fn rollout_config(dir: &std::path::Path) -> keyshift::Config {
     let mut c = config(dir);
     c.auth.admin_tokens = vec![ADMIN.to_owned()];
     c.auth.rp_tokens = vec![

@@ -1,0 +1,373 @@
+//! The KPI catalogue: every passkey KPI keyshift reports, defined once.
+//!
+//! Each entry is a named query over `auth_events` with its numerator,
+//! denominator, unit and key written out in words; `docs/kpis.md` is
+//! generated from this list (`keyshift kpis --catalog`) and a test fails when
+//! the two differ. Read it top to bottom: the SQL is the definition.
+//!
+//! # How the queries are written
+//! The engine ([`super::engine`]) puts three common tables in front of every
+//! query:
+//!
+//! - `e` — the events of the range `[from, to)` (and of the RP, if one is
+//!   asked), with `b` the start of the event's interval (UTC: `hour`, `day`,
+//!   or ISO `week` starting Monday), `g` the breakdown value (`'unknown'` when
+//!   the event lacks it, `'all'` without a breakdown) and `ak` the ceremony
+//!   key: `rp_id/attempt_id`, or the event's own id when it has no
+//!   `attempt_id`.
+//! - `a` — one row per **sign-in ceremony**: the `auth.*` events of the range
+//!   that share `ak`. Its interval and breakdown are those of its first
+//!   event; its `method` is the method of its `auth.started` (else of any of
+//!   its events, else the method it fell back from); `succeeded` if any of
+//!   its events is `auth.succeeded` (a retry inside one `attempt_id` is one
+//!   ceremony); `error_name` the name of a failure in it, `fallback_reason`
+//!   and `fallback_path` (`from→to`) if it fell back; `cross_device` if any
+//!   event says so; `duration_ms` from `auth.succeeded.duration_ms`, else
+//!   the time from its first event to its success. A ceremony that started
+//!   and never succeeded — abandoned, failed, or fell back — is a failure.
+//! - `h` — the RP's credential history up to `to`, of every age (enrolments,
+//!   revocations, completed recoveries and recovery-code sign-ins), for the
+//!   KPIs about holders.
+//!
+//! `{SETS(x)}` stands for the grouping that yields the series and the
+//! totals in one pass: `GROUPING SETS ((b, g, x), (g, x), (x))` — a row
+//! with `b` NULL is a total over the range, with `g` NULL a total over all
+//! breakdown values. `{END(t)}` is the end of the interval starting at `t`
+//! (the range's end for totals, never past `to`). Every query returns
+//! `b, g, k, num, den`: interval, breakdown value, key (NULL for unkeyed
+//! KPIs) and the numerator and denominator, counted in the KPI's unit.
+
+/// What a KPI's value is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Unit {
+    /// `num / den`, between 0 and 1; `null` when `den` is 0.
+    Ratio,
+    /// `1000 × num / den`; `null` when `den` is 0.
+    PerThousand,
+    /// `num` is the quantile itself (milliseconds); `den` the sample count.
+    Milliseconds,
+}
+
+/// One KPI: its name, its meaning in words, and its query.
+#[derive(Debug)]
+pub struct Kpi {
+    pub name: &'static str,
+    pub title: &'static str,
+    pub unit: Unit,
+    /// What one counted thing is: distinct users, ceremonies, events…
+    pub counts: &'static str,
+    pub numerator: &'static str,
+    pub denominator: &'static str,
+    /// What the `key` of a point is, for KPIs reported per key.
+    pub key: Option<&'static str>,
+    /// A public reference value, from the domain brief, when there is one.
+    pub reference: Option<&'static str>,
+    pub sql: &'static str,
+}
+
+/// Every KPI, in the order reports list them.
+pub static CATALOG: &[Kpi] = &[
+    Kpi {
+        name: "enrollment_rate",
+        title: "Enrollment rate",
+        unit: Unit::Ratio,
+        counts: "distinct users",
+        numerator: "users offered a passkey in the interval who created one in it",
+        denominator: "users offered a passkey in the interval (`enrollment.offered`)",
+        key: None,
+        reference: Some("≥ 20 % target, ≥ 75 % strong"),
+        sql: "SELECT b, g, NULL AS k, count(*) FILTER (WHERE enrolled) AS num, count(*) AS den
+              FROM (SELECT b, g, user_key,
+                           bool_or(event_type = 'enrollment.offered') AS offered,
+                           bool_or(event_type = 'enrollment.succeeded') AS enrolled
+                    FROM e
+                    WHERE user_key IS NOT NULL
+                      AND event_type IN ('enrollment.offered', 'enrollment.succeeded')
+                    GROUP BY {SETS(user_key)})
+              WHERE offered
+              GROUP BY b, g",
+    },
+    Kpi {
+        name: "coverage",
+        title: "Passkey coverage",
+        unit: Unit::Ratio,
+        counts: "distinct users",
+        numerator: "active users holding at least one active passkey at the end of the \
+                    interval (passkeys created minus passkeys revoked, all history: v1 events \
+                    carry no credential id, so a revocation retires one passkey of that user)",
+        denominator: "active users: users with at least one successful sign-in in the interval",
+        key: None,
+        reference: Some("adoption often stalls at 5–15 %"),
+        sql: "WITH u AS (SELECT b, g, user_key FROM e
+                         WHERE event_type = 'auth.succeeded' AND user_key IS NOT NULL
+                         GROUP BY {SETS(user_key)}),
+              held AS (SELECT u.b, u.g, u.user_key,
+                              coalesce(sum(CASE h.event_type WHEN 'enrollment.succeeded' THEN 1
+                                                             WHEN 'credential.revoked' THEN -1
+                                                             ELSE 0 END), 0) AS n
+                       FROM u LEFT JOIN h ON u.user_key = h.user_key AND h.occurred_at < {END(u.b)}
+                       GROUP BY u.b, u.g, u.user_key)
+              SELECT b, g, NULL AS k, count(*) FILTER (WHERE n > 0) AS num, count(*) AS den
+              FROM held GROUP BY b, g",
+    },
+    Kpi {
+        name: "passkey_usage",
+        title: "Passkey share of sign-ins",
+        unit: Unit::Ratio,
+        counts: "sign-in ceremonies",
+        numerator: "ceremonies that succeeded with a passkey",
+        denominator: "ceremonies that succeeded, any method",
+        key: None,
+        reference: Some("70–90 % among passkey holders"),
+        sql: "SELECT b, g, NULL AS k, count(*) FILTER (WHERE success_method = 'passkey') AS num,
+                     count(*) AS den
+              FROM a WHERE succeeded GROUP BY {SETS()}",
+    },
+    Kpi {
+        name: "passkey_signin_success",
+        title: "Passkey sign-in success",
+        unit: Unit::Ratio,
+        counts: "sign-in ceremonies",
+        numerator: "passkey ceremonies that succeeded",
+        denominator: "passkey ceremonies (abandoned, failed and fallen-back ones count as failures)",
+        key: None,
+        reference: Some("92–95 % typical, 98–99 % best, below 85–90 % investigate"),
+        sql: "SELECT b, g, NULL AS k, count(*) FILTER (WHERE succeeded) AS num, count(*) AS den
+              FROM a WHERE method = 'passkey' GROUP BY {SETS()}",
+    },
+    Kpi {
+        name: "signin_success",
+        title: "Sign-in success per method",
+        unit: Unit::Ratio,
+        counts: "sign-in ceremonies",
+        numerator: "ceremonies of the method that succeeded",
+        denominator: "ceremonies of the method",
+        key: Some("method"),
+        reference: Some("Google: 64 % passkey vs 14 % password; Microsoft: 98 % vs 32 %"),
+        sql: "SELECT b, g, method AS k, count(*) FILTER (WHERE succeeded) AS num, count(*) AS den
+              FROM a WHERE method IS NOT NULL GROUP BY {SETS(method)}",
+    },
+    Kpi {
+        name: "passkey_errors",
+        title: "Passkey errors by name",
+        unit: Unit::Ratio,
+        counts: "sign-in ceremonies",
+        numerator: "passkey ceremonies with an `auth.failed` of this name (a ceremony counts \
+                    once, under the largest name if it failed with several)",
+        denominator: "passkey ceremonies",
+        key: Some("error name (DOMException or server-side reason)"),
+        reference: Some("< 5 %"),
+        sql: "WITH d AS (SELECT b, g, count(*) AS den FROM a WHERE method = 'passkey'
+                         GROUP BY {SETS()}),
+                   n AS (SELECT b, g, error_name, count(*) AS num FROM a
+                         WHERE method = 'passkey' AND error_name IS NOT NULL
+                         GROUP BY {SETS(error_name)})
+              SELECT n.b, n.g, n.error_name AS k, n.num, d.den
+              FROM n JOIN d ON (n.b IS NOT DISTINCT FROM d.b) AND (n.g IS NOT DISTINCT FROM d.g)",
+    },
+    Kpi {
+        name: "fallback_rate",
+        title: "Passkey fallback rate by reason",
+        unit: Unit::Ratio,
+        counts: "sign-in ceremonies",
+        numerator: "passkey ceremonies that ended in an `auth.fallback` with this reason",
+        denominator: "passkey ceremonies",
+        key: Some("fallback reason"),
+        reference: None,
+        sql: "WITH d AS (SELECT b, g, count(*) AS den FROM a WHERE method = 'passkey'
+                         GROUP BY {SETS()}),
+                   n AS (SELECT b, g, fallback_reason, count(*) AS num FROM a
+                         WHERE method = 'passkey' AND fallback_reason IS NOT NULL
+                         GROUP BY {SETS(fallback_reason)})
+              SELECT n.b, n.g, n.fallback_reason AS k, n.num, d.den
+              FROM n JOIN d ON (n.b IS NOT DISTINCT FROM d.b) AND (n.g IS NOT DISTINCT FROM d.g)",
+    },
+    Kpi {
+        name: "fallback_paths",
+        title: "Fallbacks from → to",
+        unit: Unit::Ratio,
+        counts: "sign-in ceremonies",
+        numerator: "ceremonies that fell back along this path (`from→to`)",
+        denominator: "ceremonies of the method fallen back from",
+        key: Some("from→to"),
+        reference: None,
+        sql: "WITH d AS (SELECT b, g, method, count(*) AS den FROM a WHERE method IS NOT NULL
+                         GROUP BY {SETS(method)}),
+                   n AS (SELECT b, g, method, fallback_path, count(*) AS num FROM a
+                         WHERE fallback_path IS NOT NULL
+                         GROUP BY {SETS(method, fallback_path)})
+              SELECT n.b, n.g, n.fallback_path AS k, n.num, d.den
+              FROM n LEFT JOIN d ON (n.b IS NOT DISTINCT FROM d.b) AND (n.g IS NOT DISTINCT FROM d.g)
+                                AND n.method = d.method",
+    },
+    Kpi {
+        name: "recovery_per_1k_users",
+        title: "Recovery starts per 1,000 active users",
+        unit: Unit::PerThousand,
+        counts: "recovery starts per distinct active user",
+        numerator: "`recovery.started` events through this channel",
+        denominator: "active users: users with at least one successful sign-in in the interval",
+        key: Some("recovery channel"),
+        reference: Some("resets: 2–4 per user per year"),
+        sql: "WITH d AS (SELECT b, g, count(*) AS den
+                         FROM (SELECT b, g, user_key FROM e
+                               WHERE event_type = 'auth.succeeded' AND user_key IS NOT NULL
+                               GROUP BY {SETS(user_key)})
+                         GROUP BY b, g),
+                   n AS (SELECT b, g, recovery_channel, count(*) AS num FROM e
+                         WHERE event_type = 'recovery.started'
+                         GROUP BY {SETS(recovery_channel)})
+              SELECT n.b, n.g, n.recovery_channel AS k, n.num, coalesce(d.den, 0) AS den
+              FROM n LEFT JOIN d ON (n.b IS NOT DISTINCT FROM d.b) AND (n.g IS NOT DISTINCT FROM d.g)",
+    },
+    Kpi {
+        name: "recovery_per_1k_signins",
+        title: "Recovery starts per 1,000 sign-ins",
+        unit: Unit::PerThousand,
+        counts: "recovery starts per successful sign-in ceremony",
+        numerator: "`recovery.started` events through this channel",
+        denominator: "successful sign-in ceremonies, any method",
+        key: Some("recovery channel"),
+        reference: None,
+        sql: "WITH d AS (SELECT b, g, count(*) AS den FROM a WHERE succeeded GROUP BY {SETS()}),
+                   n AS (SELECT b, g, recovery_channel, count(*) AS num FROM e
+                         WHERE event_type = 'recovery.started'
+                         GROUP BY {SETS(recovery_channel)})
+              SELECT n.b, n.g, n.recovery_channel AS k, n.num, coalesce(d.den, 0) AS den
+              FROM n LEFT JOIN d ON (n.b IS NOT DISTINCT FROM d.b) AND (n.g IS NOT DISTINCT FROM d.g)",
+    },
+    Kpi {
+        name: "recovery_completion",
+        title: "Recovery completion",
+        unit: Unit::Ratio,
+        counts: "recovery flows: the `recovery.*` events sharing an `attempt_id` (without one: \
+                 a user's events through one channel in the range)",
+        numerator: "flows that started and completed",
+        denominator: "flows that started",
+        key: Some("recovery channel"),
+        reference: None,
+        sql: "SELECT b, g, channel AS k, count(*) FILTER (WHERE completed) AS num, count(*) AS den
+              FROM (SELECT min(b) AS b, min(g) AS g, max(recovery_channel) AS channel,
+                           bool_or(event_type = 'recovery.started') AS started,
+                           bool_or(event_type = 'recovery.completed') AS completed
+                    FROM e WHERE event_type LIKE 'recovery.%'
+                    GROUP BY rp_id, coalesce(attempt_id, concat(user_key, '/', recovery_channel)))
+              WHERE started
+              GROUP BY {SETS(channel)}",
+    },
+    Kpi {
+        name: "cross_device_completion",
+        title: "Cross-device (hybrid) completion",
+        unit: Unit::Ratio,
+        counts: "sign-in ceremonies",
+        numerator: "cross-device ceremonies that succeeded",
+        denominator: "ceremonies with `cross_device = true` on any of their events",
+        key: None,
+        reference: Some("60–86 % on desktop web"),
+        sql: "SELECT b, g, NULL AS k, count(*) FILTER (WHERE succeeded) AS num, count(*) AS den
+              FROM a WHERE cross_device GROUP BY {SETS()}",
+    },
+    Kpi {
+        name: "time_to_sign_in_p50",
+        title: "Time to sign in, median",
+        unit: Unit::Milliseconds,
+        counts: "successful sign-in ceremonies",
+        numerator: "the median duration (linear interpolation, `percentile_cont`)",
+        denominator: "successful ceremonies with a duration",
+        key: Some("method of the success"),
+        reference: Some("Google: 14.9 s passkey vs 30.4 s password (mean)"),
+        sql: "SELECT b, g, success_method AS k,
+                     percentile_cont(0.5) WITHIN GROUP (ORDER BY duration_ms) AS num,
+                     count(duration_ms) AS den
+              FROM a WHERE succeeded AND duration_ms IS NOT NULL
+              GROUP BY {SETS(success_method)}",
+    },
+    Kpi {
+        name: "time_to_sign_in_p95",
+        title: "Time to sign in, 95th percentile",
+        unit: Unit::Milliseconds,
+        counts: "successful sign-in ceremonies",
+        numerator: "the 95th percentile duration (linear interpolation, `percentile_cont`)",
+        denominator: "successful ceremonies with a duration",
+        key: Some("method of the success"),
+        reference: None,
+        sql: "SELECT b, g, success_method AS k,
+                     percentile_cont(0.95) WITHIN GROUP (ORDER BY duration_ms) AS num,
+                     count(duration_ms) AS den
+              FROM a WHERE succeeded AND duration_ms IS NOT NULL
+              GROUP BY {SETS(success_method)}",
+    },
+    Kpi {
+        name: "credential_mix",
+        title: "Synced vs device-bound passkeys",
+        unit: Unit::Ratio,
+        counts: "passkeys created (`enrollment.succeeded`)",
+        numerator: "passkeys of this kind: `synced` (backup eligible, BE = 1) or `device_bound`",
+        denominator: "passkeys created",
+        key: Some("synced | device_bound"),
+        reference: None,
+        sql: "WITH c AS (SELECT b, g, CASE WHEN credential_backup_eligible THEN 'synced'
+                                             ELSE 'device_bound' END AS kind
+                         FROM e WHERE event_type = 'enrollment.succeeded'),
+                   d AS (SELECT b, g, count(*) AS den FROM c GROUP BY {SETS()}),
+                   n AS (SELECT b, g, kind, count(*) AS num FROM c GROUP BY {SETS(kind)})
+              SELECT n.b, n.g, n.kind AS k, n.num, d.den
+              FROM n JOIN d ON (n.b IS NOT DISTINCT FROM d.b) AND (n.g IS NOT DISTINCT FROM d.g)",
+    },
+    Kpi {
+        name: "at_risk_holders",
+        title: "At-risk passkey holders",
+        unit: Unit::Ratio,
+        counts: "distinct users",
+        numerator: "holders with exactly one active passkey, every passkey they created \
+                    device-bound (BE = 0), and no recovery method seen (no completed recovery, \
+                    no recovery-code sign-in), all history to the end of the interval",
+        denominator: "passkey holders (≥ 1 active passkey at the end of the interval) with any \
+                      event in the interval",
+        key: None,
+        reference: None,
+        sql: "WITH u AS (SELECT b, g, user_key FROM e WHERE user_key IS NOT NULL
+                         GROUP BY {SETS(user_key)}),
+              s AS (SELECT u.b, u.g, u.user_key,
+                           coalesce(sum(CASE h.event_type WHEN 'enrollment.succeeded' THEN 1
+                                                          WHEN 'credential.revoked' THEN -1
+                                                          ELSE 0 END), 0) AS held,
+                           coalesce(bool_or(h.event_type = 'enrollment.succeeded'
+                                            AND h.credential_backup_eligible), false) AS synced,
+                           coalesce(bool_or(h.event_type IN ('recovery.completed',
+                                                             'auth.succeeded')), false) AS recovery
+                    FROM u LEFT JOIN h ON u.user_key = h.user_key AND h.occurred_at < {END(u.b)}
+                    GROUP BY u.b, u.g, u.user_key)
+              SELECT b, g, NULL AS k,
+                     count(*) FILTER (WHERE held = 1 AND NOT synced AND NOT recovery) AS num,
+                     count(*) FILTER (WHERE held > 0) AS den
+              FROM s GROUP BY b, g",
+    },
+    Kpi {
+        name: "support_per_1k_signins",
+        title: "Support contacts per 1,000 sign-ins",
+        unit: Unit::PerThousand,
+        counts: "support contacts per successful sign-in ceremony",
+        numerator: "`support.contacted` events",
+        denominator: "successful sign-in ceremonies, any method",
+        key: None,
+        reference: None,
+        sql: "WITH d AS (SELECT b, g, count(*) AS den FROM a WHERE succeeded GROUP BY {SETS()}),
+                   n AS (SELECT b, g, count(*) AS num FROM e WHERE event_type = 'support.contacted'
+                         GROUP BY {SETS()})
+              SELECT coalesce(d.b, n.b) AS b, coalesce(d.g, n.g) AS g, NULL AS k,
+                     coalesce(n.num, 0) AS num, coalesce(d.den, 0) AS den
+              FROM d FULL JOIN n ON (n.b IS NOT DISTINCT FROM d.b) AND (n.g IS NOT DISTINCT FROM d.g)",
+    },
+];
+
+/// The KPI called `name`.
+pub fn find(name: &str) -> Option<&'static Kpi> {
+    CATALOG.iter().find(|k| k.name == name)
+}
+
+/// Every KPI name, for error messages.
+pub fn names() -> Vec<&'static str> {
+    CATALOG.iter().map(|k| k.name).collect()
+}

@@ -1,0 +1,293 @@
+//! Turns a [`KpiRequest`] into SQL over the store, runs it on the query
+//! runtime (ad-hoc lane: a dashboard refresh queues behind other queries
+//! and never runs on the ingest runtime) and reads the rows back.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use datafusion::arrow::array::{Array, Float64Array, Int64Array, StringArray};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{DataType, TimeUnit};
+use datafusion::arrow::record_batch::RecordBatch;
+use keyshift_store::query::{collect, plan};
+use keyshift_store::{Lane, QueryEngine, StoreError};
+
+use super::catalog::Kpi;
+use super::request::{By, KpiRequest};
+use crate::{MetricsError, Result};
+
+/// One row of a KPI or exits query: interval start (`None`: the whole
+/// range), breakdown value (`None`: all), key, numerator, denominator.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Row {
+    pub t: Option<DateTime<Utc>>,
+    pub group: Option<String>,
+    pub key: Option<String>,
+    pub num: Option<f64>,
+    pub den: i64,
+}
+
+fn quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+fn ts(t: DateTime<Utc>) -> String {
+    format!("to_timestamp_micros({})", t.timestamp_micros())
+}
+
+/// The common tables `e`, `a` and `h` (documented in [`super::catalog`]).
+fn prelude(req: &KpiRequest) -> String {
+    let rp = req
+        .rp_id
+        .as_deref()
+        .map(|r| format!("rp_id = {} AND ", quote(r)))
+        .unwrap_or_default();
+    let g = match req.by {
+        None => "'all'".to_owned(),
+        Some(By::Variant) => "coalesce(rollout_variant, 'none')".to_owned(),
+        Some(by) => format!("coalesce(CAST({} AS VARCHAR), 'unknown')", by.column()),
+    };
+    let (from, to) = (ts(req.from), ts(req.to));
+    // event_date (the partition column) bounds the files read; occurred_at
+    // the rows.
+    let (from_day, to_day) = (
+        quote(&req.from.date_naive().to_string()),
+        quote(&req.to.date_naive().to_string()),
+    );
+    format!(
+        "WITH e AS (
+           SELECT *, date_trunc('{unit}', occurred_at) AS b, {g} AS g,
+                  concat(rp_id, '/', coalesce(attempt_id, event_id)) AS ak
+           FROM auth_events
+           WHERE {rp}occurred_at >= {from} AND occurred_at < {to}
+             AND event_date >= CAST({from_day} AS DATE) AND event_date <= CAST({to_day} AS DATE)),
+         h AS (
+           SELECT user_key, occurred_at, event_type, credential_backup_eligible
+           FROM auth_events
+           WHERE {rp}occurred_at < {to} AND event_date <= CAST({to_day} AS DATE)
+             AND user_key IS NOT NULL
+             AND (event_type IN ('enrollment.succeeded', 'credential.revoked', 'recovery.completed')
+                  OR (event_type = 'auth.succeeded' AND method = 'recovery_code'))),
+         a AS (
+           SELECT ak, min(b) AS b, min(g) AS g,
+                  coalesce(max(method) FILTER (WHERE event_type = 'auth.started'),
+                           max(method), max(fallback_from)) AS method,
+                  max(method) FILTER (WHERE event_type = 'auth.succeeded') AS success_method,
+                  bool_or(event_type = 'auth.succeeded') AS succeeded,
+                  max(error_name) FILTER (WHERE event_type = 'auth.failed') AS error_name,
+                  max(fallback_reason) AS fallback_reason,
+                  max(concat(fallback_from, '→', fallback_to))
+                      FILTER (WHERE event_type = 'auth.fallback') AS fallback_path,
+                  coalesce(bool_or(cross_device), false) AS cross_device,
+                  coalesce(max(duration_ms) FILTER (WHERE event_type = 'auth.succeeded'),
+                           CAST(1000 * (date_part('epoch', min(occurred_at)
+                                           FILTER (WHERE event_type = 'auth.succeeded'))
+                                        - date_part('epoch', min(occurred_at))) AS BIGINT))
+                      AS duration_ms
+           FROM e WHERE event_type LIKE 'auth.%'
+           GROUP BY ak)",
+        unit = req.interval.as_str(),
+    )
+}
+
+/// Expands `{SETS(…)}` and `{END(…)}` (see [`super::catalog`]).
+pub fn expand(sql: &str, req: &KpiRequest) -> String {
+    let mut out = String::with_capacity(sql.len() + 64);
+    let mut rest = sql;
+    while let Some(start) = rest.find('{') {
+        out.push_str(&rest[..start]);
+        let tail = &rest[start..];
+        let Some(end) = tail.find(")}") else {
+            out.push_str(tail);
+            return out;
+        };
+        let inner = &tail[1..end];
+        if let Some(cols) = inner.strip_prefix("SETS(") {
+            let cols: Vec<&str> = cols
+                .split(',')
+                .map(str::trim)
+                .filter(|c| !c.is_empty())
+                .collect();
+            let set = |prefix: &[&str]| {
+                let all: Vec<&str> = prefix.iter().chain(cols.iter()).copied().collect();
+                format!("({})", all.join(", "))
+            };
+            let mut sets = vec![set(&["b", "g"]), set(&["g"])];
+            if req.by.is_some() {
+                sets.push(set(&[]));
+            }
+            out.push_str(&format!("GROUPING SETS ({})", sets.join(", ")));
+        } else if let Some(t) = inner.strip_prefix("END(") {
+            let to = ts(req.to);
+            let next = format!("{t} + {}", req.interval.sql_interval());
+            out.push_str(&format!(
+                "(CASE WHEN {t} IS NULL OR {next} > {to} THEN {to} ELSE {next} END)"
+            ));
+        } else {
+            out.push_str(&tail[..end + 2]);
+        }
+        rest = &tail[end + 2..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The whole statement for one KPI query: the prelude, then the query's own
+/// common tables, if any, then its SELECT.
+pub fn statement(req: &KpiRequest, sql: &str) -> String {
+    let body = expand(sql, req);
+    let body = body.trim_start();
+    match body.strip_prefix("WITH ") {
+        Some(rest) => format!("{},\n{rest}", prelude(req)),
+        None => format!("{}\n{body}", prelude(req)),
+    }
+}
+
+/// Runs `statements` in one admission slot of the ad-hoc lane, one after
+/// the other, and returns each one's batches.
+pub async fn run_all(
+    engine: &QueryEngine,
+    statements: Vec<(String, String)>,
+) -> Result<Vec<Vec<RecordBatch>>> {
+    let statements = Arc::new(statements);
+    let out = engine
+        .run(Lane::Adhoc, move |ctx| async move {
+            let mut out = Vec::with_capacity(statements.len());
+            for (name, sql) in statements.iter() {
+                let df = plan(&ctx, sql).await.map_err(|e| tag(name, e))?;
+                out.push(collect(&ctx, df).await.map_err(|e| tag(name, e))?);
+            }
+            Ok(out)
+        })
+        .await;
+    // A planning or execution error of keyshift's own SQL is a bug of
+    // keyshift, not of the caller (a 500, not a 400). Limits, time-outs and
+    // a full queue keep their kinds.
+    out.map_err(|e| match e {
+        StoreError::Query(q) => MetricsError::Kpi(q.to_string()),
+        other => MetricsError::Store(other),
+    })
+}
+
+fn tag(name: &str, e: StoreError) -> StoreError {
+    match e {
+        StoreError::Query(q) => StoreError::Query(q.context(format!("KPI query {name}"))),
+        other => other,
+    }
+}
+
+/// The named column of `batch`, cast to `to`.
+fn column(batch: &RecordBatch, name: &str, to: &DataType) -> Result<Arc<dyn Array>> {
+    let col = batch
+        .column_by_name(name)
+        .ok_or_else(|| MetricsError::Kpi(format!("KPI query returned no column {name}")))?;
+    cast(col, to).map_err(|e| MetricsError::Kpi(format!("column {name}: {e}")))
+}
+
+fn strings(a: &Arc<dyn Array>) -> Result<&StringArray> {
+    a.as_any()
+        .downcast_ref::<StringArray>()
+        .ok_or_else(|| MetricsError::Kpi("expected strings".into()))
+}
+
+/// Interval starts and breakdown values, one per row.
+type Heads = (Vec<Option<DateTime<Utc>>>, Vec<Option<String>>);
+
+/// One funnel step row: interval start, breakdown value, step counts.
+pub type StepRow = (Option<DateTime<Utc>>, Option<String>, Vec<i64>);
+
+/// Interval starts and breakdown values of `batch`.
+fn heads(batch: &RecordBatch) -> Result<Heads> {
+    let t = column(
+        batch,
+        "b",
+        &DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+    )?;
+    let t = cast(&t, &DataType::Int64).map_err(|e| MetricsError::Kpi(e.to_string()))?;
+    let t = t
+        .as_any()
+        .downcast_ref::<Int64Array>()
+        .ok_or_else(|| MetricsError::Kpi("expected timestamps".into()))?;
+    let g = column(batch, "g", &DataType::Utf8)?;
+    let g = strings(&g)?;
+    let n = batch.num_rows();
+    let times = (0..n)
+        .map(|i| {
+            t.is_valid(i)
+                .then(|| DateTime::from_timestamp_micros(t.value(i)))
+                .flatten()
+        })
+        .collect();
+    let groups = (0..n)
+        .map(|i| g.is_valid(i).then(|| g.value(i).to_owned()))
+        .collect();
+    Ok((times, groups))
+}
+
+/// Reads `b, g, k, num[, den]` rows.
+pub fn rows(batches: &[RecordBatch]) -> Result<Vec<Row>> {
+    let mut out = Vec::new();
+    for batch in batches {
+        let (times, groups) = heads(batch)?;
+        let k = column(batch, "k", &DataType::Utf8)?;
+        let k = strings(&k)?;
+        let num = column(batch, "num", &DataType::Float64)?;
+        let num = num
+            .as_any()
+            .downcast_ref::<Float64Array>()
+            .ok_or_else(|| MetricsError::Kpi("expected numbers".into()))?;
+        let den = match batch.column_by_name("den") {
+            Some(_) => Some(count_column(batch, "den")?),
+            None => None,
+        };
+        for (i, (t, group)) in times.into_iter().zip(groups).enumerate() {
+            out.push(Row {
+                t,
+                group,
+                key: k.is_valid(i).then(|| k.value(i).to_owned()),
+                num: num.is_valid(i).then(|| num.value(i)),
+                den: den.as_ref().map_or(0, |d| d[i]),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// A count column (NULL read as 0).
+pub fn count_column(batch: &RecordBatch, name: &str) -> Result<Vec<i64>> {
+    let c = column(batch, name, &DataType::Int64)?;
+    let c = c
+        .as_any()
+        .downcast_ref::<Int64Array>()
+        .ok_or_else(|| MetricsError::Kpi("expected counts".into()))?;
+    Ok((0..c.len())
+        .map(|i| if c.is_valid(i) { c.value(i) } else { 0 })
+        .collect())
+}
+
+/// Interval starts and breakdown values of a funnel's step rows, with the
+/// named step columns.
+pub fn step_rows(
+    batches: &[RecordBatch],
+    columns: &[&str],
+) -> Result<Vec<StepRow>> {
+    let mut out = Vec::new();
+    for batch in batches {
+        let (times, groups) = heads(batch)?;
+        let cols = columns
+            .iter()
+            .map(|c| count_column(batch, c))
+            .collect::<Result<Vec<_>>>()?;
+        for (i, (t, g)) in times.into_iter().zip(groups).enumerate() {
+            out.push((t, g, cols.iter().map(|c| c[i]).collect()));
+        }
+    }
+    Ok(out)
+}
+
+/// The statements of `kpis`, named.
+pub fn kpi_statements(req: &KpiRequest, kpis: &[&'static Kpi]) -> Vec<(String, String)> {
+    kpis.iter()
+        .map(|k| (k.name.to_owned(), statement(req, k.sql)))
+        .collect()
+}

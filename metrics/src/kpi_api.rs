@@ -1,0 +1,72 @@
+//! `GET /v1/kpis` and `GET /v1/funnel`.
+//!
+//! Admin tokens (and an open loopback server) read every relying party, or
+//! all of them at once without `rp_id`; an RP token reads its own `rp_id`
+//! only, which is also its default.
+
+use std::time::Instant;
+
+use axum::Json;
+use axum::extract::{RawQuery, State};
+use keyshift_http::{ApiError, ApiResult, Principal};
+use serde_json::Value;
+
+use crate::kpi::{self, KpiRequest, RawParams};
+use crate::metrics::outcome;
+use crate::{MetricsError, SqlState};
+
+/// The checked request, with the caller's scope applied.
+fn request(state: &SqlState, principal: &Principal, query: Option<&str>) -> ApiResult<KpiRequest> {
+    let mut raw = RawParams::from_query(query.unwrap_or_default()).map_err(ApiError::from)?;
+    if let Principal::Rp(own) = principal {
+        match &raw.rp_id {
+            None => raw.rp_id = Some(own.clone()),
+            Some(asked) if asked == own => {}
+            Some(asked) => {
+                return Err(ApiError::Forbidden(format!(
+                    "this token reads rp_id {own:?} only, not {asked:?}"
+                )));
+            }
+        }
+    }
+    let watermark = (state.watermark)().unwrap_or_else(chrono::Utc::now);
+    raw.check(watermark).map_err(ApiError::from)
+}
+
+pub(crate) async fn get_kpis(
+    State(state): State<SqlState>,
+    principal: Principal,
+    RawQuery(query): RawQuery,
+) -> ApiResult<Json<Value>> {
+    let started = Instant::now();
+    let result = async {
+        let req = request(&state, &principal, query.as_deref())?;
+        let report = kpi::kpis(&state.engine, &req, (state.watermark)()).await?;
+        serde_json::to_value(report)
+            .map_err(|e| ApiError::from(MetricsError::Render(e.to_string())))
+    }
+    .await;
+    state
+        .metrics
+        .kpi("kpis", outcome(&result), started.elapsed().as_secs_f64());
+    result.map(Json)
+}
+
+pub(crate) async fn get_funnel(
+    State(state): State<SqlState>,
+    principal: Principal,
+    RawQuery(query): RawQuery,
+) -> ApiResult<Json<Value>> {
+    let started = Instant::now();
+    let result = async {
+        let req = request(&state, &principal, query.as_deref())?;
+        let report = kpi::funnels(&state.engine, &req, (state.watermark)()).await?;
+        serde_json::to_value(report)
+            .map_err(|e| ApiError::from(MetricsError::Render(e.to_string())))
+    }
+    .await;
+    state
+        .metrics
+        .kpi("funnel", outcome(&result), started.elapsed().as_secs_f64());
+    result.map(Json)
+}
