@@ -21,7 +21,10 @@ use crate::config::Config;
 use crate::synth::ndjson_batch;
 
 mod isolation;
+mod kpis;
+mod population;
 pub use isolation::{IsolationBench, IsolationReport, isolation};
+pub use kpis::{KpiBench, KpiBenchReport, kpis};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct CollectorBench {

@@ -115,6 +115,9 @@ enum Bench {
     /// Collector throughput and `/healthz` latency alone and while heavy
     /// queries run, side by side.
     Isolation(keyshift::bench::IsolationBench),
+    /// `GET /v1/kpis` and `/v1/funnel` over a generated table (10 million
+    /// events by default), cold and warm.
+    Kpis(keyshift::bench::KpiBench),
 }
 
 fn init_tracing(config: &Config) {
@@ -232,6 +235,10 @@ async fn main_async(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Bench(Bench::Isolation(args)) => {
             let report = keyshift::bench::isolation(&args).await?;
+            write_stdout(&report.to_string())
+        }
+        Command::Bench(Bench::Kpis(args)) => {
+            let report = keyshift::bench::kpis(config, &args).await?;
             write_stdout(&report.to_string())
         }
         Command::Bench(Bench::Kafka(args)) => {

@@ -20,7 +20,10 @@ use chrono::{DateTime, Utc};
 use datafusion::arrow::array::{Array, AsArray};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, TimestampMicrosecondType};
-use keyshift_store::QueryEngine;
+use datafusion::arrow::record_batch::RecordBatch;
+use futures::StreamExt;
+use keyshift_store::query::plan;
+use keyshift_store::{Lane, QueryEngine, StoreError};
 use sha2::{Digest, Sha256};
 
 use crate::{IngestError, Result};
@@ -155,50 +158,75 @@ impl DedupIndex {
         self.len() == 0
     }
 
-    /// Loads the keys of every event stored since `cutoff`.
+    /// Loads the keys of every event stored since `cutoff`. The rows stream
+    /// from the query runtime in batches (at most a few in flight), so
+    /// loading never holds the whole window's result at once: only the
+    /// index itself grows.
     pub async fn load(&self, engine: &QueryEngine, cutoff: DateTime<Utc>) -> Result<usize> {
         let sql = format!(
             "SELECT rp_id, event_id, received_at FROM auth_events WHERE received_at >= \
              to_timestamp_micros({})",
             cutoff.timestamp_micros()
         );
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<RecordBatch>(4);
+        let query = engine.run(Lane::Control, move |ctx| async move {
+            let df = plan(&ctx, &sql).await?;
+            let mut stream = df.execute_stream().await.map_err(StoreError::Query)?;
+            while let Some(batch) = stream.next().await {
+                if tx.send(batch.map_err(StoreError::Query)?).await.is_err() {
+                    break; // the loader failed; its error is reported below
+                }
+            }
+            Ok(())
+        });
+        let insert = async {
+            let mut n = 0;
+            while let Some(batch) = rx.recv().await {
+                n += self.insert_batch(&batch)?;
+            }
+            Ok::<_, IngestError>(n)
+        };
+        let (queried, inserted) = tokio::join!(query, insert);
+        let n = inserted?;
         // A query failure keeps its kind (a timeout may be retried, a
         // shutdown is not a failure of ingest).
-        let out = engine.internal(&sql).await?;
+        queried?;
+        Ok(n)
+    }
+
+    fn insert_batch(&self, batch: &RecordBatch) -> Result<usize> {
         let strings = |col: &datafusion::arrow::array::ArrayRef| {
             // Parquet scans may hand strings back as views; normalise.
             cast(col, &DataType::Utf8).map_err(|e| IngestError::DedupLoad(e.to_string()))
         };
+        let (rp, id, at) = (
+            strings(batch.column(0))?,
+            strings(batch.column(1))?,
+            batch.column(2),
+        );
+        let (Some(rp), Some(id), Some(at)) = (
+            rp.as_string_opt::<i32>(),
+            id.as_string_opt::<i32>(),
+            at.as_primitive_opt::<TimestampMicrosecondType>(),
+        ) else {
+            return Err(IngestError::DedupLoad(format!(
+                "unexpected column types {:?}",
+                batch.schema()
+            )));
+        };
         let mut n = 0;
-        for batch in &out.batches {
-            let (rp, id, at) = (
-                strings(batch.column(0))?,
-                strings(batch.column(1))?,
-                batch.column(2),
-            );
-            let (Some(rp), Some(id), Some(at)) = (
-                rp.as_string_opt::<i32>(),
-                id.as_string_opt::<i32>(),
-                at.as_primitive_opt::<TimestampMicrosecondType>(),
-            ) else {
-                return Err(IngestError::DedupLoad(format!(
-                    "unexpected column types {:?}",
-                    batch.schema()
-                )));
-            };
-            for i in 0..batch.num_rows() {
-                if rp.is_null(i) || id.is_null(i) {
-                    continue;
-                }
-                let at = if at.is_null(i) {
-                    u32::MAX
-                } else {
-                    u32::try_from(at.value(i).div_euclid(60_000_000)).unwrap_or(u32::MAX)
-                };
-                let (shard, key) = stored(dedup_key(rp.value(i), id.value(i)));
-                self.lock(shard).insert(key, at);
-                n += 1;
+        for i in 0..batch.num_rows() {
+            if rp.is_null(i) || id.is_null(i) {
+                continue;
             }
+            let at = if at.is_null(i) {
+                u32::MAX
+            } else {
+                u32::try_from(at.value(i).div_euclid(60_000_000)).unwrap_or(u32::MAX)
+            };
+            let (shard, key) = stored(dedup_key(rp.value(i), id.value(i)));
+            self.lock(shard).insert(key, at);
+            n += 1;
         }
         Ok(n)
     }

@@ -9,6 +9,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use datafusion::arrow::compute::concat_batches;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::dataframe::DataFrame;
@@ -269,11 +270,28 @@ pub async fn collect(ctx: &SessionContext, df: DataFrame) -> Result<Vec<RecordBa
     let mut stream = df.execute_stream().await?;
     let mut batches = Vec::new();
     while let Some(batch) = stream.next().await {
-        let batch = batch?;
+        let batch = compact(batch?)?;
         held.try_grow(batch.get_array_memory_size())?;
         batches.push(batch);
     }
     Ok(batches)
+}
+
+/// A batch that owns just its rows. Operators (aggregations above all) emit
+/// slices of large buffers; kept as they are, a few rows would hold — and
+/// be charged for — the whole buffer.
+fn compact(batch: RecordBatch) -> Result<RecordBatch> {
+    const SMALL: usize = 1 << 20;
+    let size = batch.get_array_memory_size();
+    if size <= SMALL {
+        return Ok(batch);
+    }
+    let copy = concat_batches(&batch.schema(), [&batch]).map_err(DataFusionError::from)?;
+    Ok(if copy.get_array_memory_size() < size {
+        copy
+    } else {
+        batch
+    })
 }
 
 /// A memory-pool refusal, said with the limit that caused it.

@@ -132,6 +132,24 @@ async fn every_kpi_matches_its_hand_computed_value() {
         }
     }
 
+    // Over a longer range the report is made a week (from Monday) at a
+    // time: the days of the dataset keep their values.
+    let wide = q.replace("from=2026-11-02T00:00:00Z", "from=2026-10-20T00:00:00Z");
+    let (status, report) = get(&server, &format!("/v1/kpis?{wide}"), ADMIN).await;
+    assert_eq!(status, 200, "{report}");
+    for k in report["kpis"].as_array().expect("kpis") {
+        let name = k["kpi"].as_str().expect("name");
+        let days: Vec<_> = points(&k["series"])
+            .into_iter()
+            .filter(|p| p.0.as_deref() >= Some("2026-11-02"))
+            .collect();
+        assert_eq!(
+            days,
+            expected(&want[name]["series"]),
+            "{name} series, wide range"
+        );
+    }
+
     // The same numbers per platform, and over all platforms.
     let by = &exp["by_platform"];
     let (status, report) = get(

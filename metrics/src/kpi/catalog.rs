@@ -15,25 +15,37 @@
 //!   the event lacks it, `'all'` without a breakdown) and `ak` the ceremony
 //!   key: `rp_id/attempt_id`, or the event's own id when it has no
 //!   `attempt_id`.
-//! - `a` — one row per **sign-in ceremony**: the `auth.*` events of the range
-//!   that share `ak`. Its interval and breakdown are those of its first
-//!   event; its `method` is the method of its `auth.started` (else of any of
-//!   its events, else the method it fell back from); `succeeded` if any of
-//!   its events is `auth.succeeded` (a retry inside one `attempt_id` is one
-//!   ceremony); `error_name` the name of a failure in it, `fallback_reason`
+//! - `a` — the **sign-in ceremonies**, counted by kind: a ceremony is the
+//!   `auth.*` events of the range that share `ak` (a retry inside one
+//!   `attempt_id` is one ceremony). Its interval and breakdown are those of
+//!   its first event; its `method` is the method of its `auth.started` (else
+//!   of any of its events, else the method it fell back from);
+//!   `success_method` that of its `auth.succeeded`; `succeeded` if it has
+//!   one; `error_name` the (largest) name of its failures; `fallback_reason`
 //!   and `fallback_path` (`from→to`) if it fell back; `cross_device` if any
-//!   event says so; `duration_ms` from `auth.succeeded.duration_ms`, else
-//!   the time from its first event to its success. A ceremony that started
-//!   and never succeeded — abandoned, failed, or fell back — is a failure.
+//!   event says so. `n` ceremonies share each combination. A ceremony that
+//!   started and never succeeded — abandoned, failed, or fell back — is a
+//!   failure. `a` already holds the totals rows (see `{SETS}` below).
+//! - `u` — the **users** of each interval and breakdown value (and of the
+//!   totals), counted by kind: `offered`, `started`, `enrolled`, `skipped`,
+//!   `enroll_failed` (with `enroll_error`, the largest name) for the
+//!   `enrollment.*` events, `active` for a successful sign-in; `n` users
+//!   share each combination.
 //! - `h` — the RP's credential history up to `to`, of every age (enrolments,
 //!   revocations, completed recoveries and recovery-code sign-ins), for the
 //!   KPIs about holders.
+//!
+//! `a` and `u` are computed once per report (one pass over the range each)
+//! and then read by every KPI that needs them.
 //!
 //! `{SETS(x)}` stands for the grouping that yields the series and the
 //! totals in one pass: `GROUPING SETS ((b, g, x), (g, x), (x))` — a row
 //! with `b` NULL is a total over the range, with `g` NULL a total over all
 //! breakdown values. `{END(t)}` is the end of the interval starting at `t`
-//! (the range's end for totals, never past `to`). Every query returns
+//! (the range's end for totals, never past `to`). `{SCOPED(t)}` keeps the
+//! rows of `a` or `u` that belong with the `e` rows of the same pass (a KPI
+//! that groups `e` runs once per chunk of the range, and once for the
+//! totals: see [`super::stages`]). Every query returns
 //! `b, g, k, num, den`: interval, breakdown value, key (NULL for unkeyed
 //! KPIs) and the numerator and denominator, counted in the KPI's unit.
 
@@ -77,16 +89,8 @@ pub static CATALOG: &[Kpi] = &[
         denominator: "users offered a passkey in the interval (`enrollment.offered`)",
         key: None,
         reference: Some("≥ 20 % target, ≥ 75 % strong"),
-        sql: "SELECT b, g, NULL AS k, count(*) FILTER (WHERE enrolled) AS num, count(*) AS den
-              FROM (SELECT b, g, user_key,
-                           bool_or(event_type = 'enrollment.offered') AS offered,
-                           bool_or(event_type = 'enrollment.succeeded') AS enrolled
-                    FROM e
-                    WHERE user_key IS NOT NULL
-                      AND event_type IN ('enrollment.offered', 'enrollment.succeeded')
-                    GROUP BY {SETS(user_key)})
-              WHERE offered
-              GROUP BY b, g",
+        sql: "SELECT b, g, NULL AS k, sum(n) FILTER (WHERE enrolled) AS num, sum(n) AS den
+              FROM u WHERE offered GROUP BY b, g",
     },
     Kpi {
         name: "coverage",
@@ -99,15 +103,16 @@ pub static CATALOG: &[Kpi] = &[
         denominator: "active users: users with at least one successful sign-in in the interval",
         key: None,
         reference: Some("adoption often stalls at 5–15 %"),
-        sql: "WITH u AS (SELECT b, g, user_key FROM e
+        sql: "WITH act AS (SELECT b, g, user_key FROM e
                          WHERE event_type = 'auth.succeeded' AND user_key IS NOT NULL
                          GROUP BY {SETS(user_key)}),
-              held AS (SELECT u.b, u.g, u.user_key,
+              held AS (SELECT act.b, act.g, act.user_key,
                               coalesce(sum(CASE h.event_type WHEN 'enrollment.succeeded' THEN 1
                                                              WHEN 'credential.revoked' THEN -1
                                                              ELSE 0 END), 0) AS n
-                       FROM u LEFT JOIN h ON u.user_key = h.user_key AND h.occurred_at < {END(u.b)}
-                       GROUP BY u.b, u.g, u.user_key)
+                       FROM act LEFT JOIN h ON act.user_key = h.user_key
+                                                AND h.occurred_at < {END(act.b)}
+                       GROUP BY act.b, act.g, act.user_key)
               SELECT b, g, NULL AS k, count(*) FILTER (WHERE n > 0) AS num, count(*) AS den
               FROM held GROUP BY b, g",
     },
@@ -120,9 +125,9 @@ pub static CATALOG: &[Kpi] = &[
         denominator: "ceremonies that succeeded, any method",
         key: None,
         reference: Some("70–90 % among passkey holders"),
-        sql: "SELECT b, g, NULL AS k, count(*) FILTER (WHERE success_method = 'passkey') AS num,
-                     count(*) AS den
-              FROM a WHERE succeeded GROUP BY {SETS()}",
+        sql: "SELECT b, g, NULL AS k, sum(n) FILTER (WHERE success_method = 'passkey') AS num,
+                     sum(n) AS den
+              FROM a WHERE succeeded GROUP BY b, g",
     },
     Kpi {
         name: "passkey_signin_success",
@@ -133,8 +138,8 @@ pub static CATALOG: &[Kpi] = &[
         denominator: "passkey ceremonies (abandoned, failed and fallen-back ones count as failures)",
         key: None,
         reference: Some("92–95 % typical, 98–99 % best, below 85–90 % investigate"),
-        sql: "SELECT b, g, NULL AS k, count(*) FILTER (WHERE succeeded) AS num, count(*) AS den
-              FROM a WHERE method = 'passkey' GROUP BY {SETS()}",
+        sql: "SELECT b, g, NULL AS k, sum(n) FILTER (WHERE succeeded) AS num, sum(n) AS den
+              FROM a WHERE method = 'passkey' GROUP BY b, g",
     },
     Kpi {
         name: "signin_success",
@@ -145,8 +150,8 @@ pub static CATALOG: &[Kpi] = &[
         denominator: "ceremonies of the method",
         key: Some("method"),
         reference: Some("Google: 64 % passkey vs 14 % password; Microsoft: 98 % vs 32 %"),
-        sql: "SELECT b, g, method AS k, count(*) FILTER (WHERE succeeded) AS num, count(*) AS den
-              FROM a WHERE method IS NOT NULL GROUP BY {SETS(method)}",
+        sql: "SELECT b, g, method AS k, sum(n) FILTER (WHERE succeeded) AS num, sum(n) AS den
+              FROM a WHERE method IS NOT NULL GROUP BY b, g, method",
     },
     Kpi {
         name: "passkey_errors",
@@ -158,13 +163,13 @@ pub static CATALOG: &[Kpi] = &[
         denominator: "passkey ceremonies",
         key: Some("error name (DOMException or server-side reason)"),
         reference: Some("< 5 %"),
-        sql: "WITH d AS (SELECT b, g, count(*) AS den FROM a WHERE method = 'passkey'
-                         GROUP BY {SETS()}),
-                   n AS (SELECT b, g, error_name, count(*) AS num FROM a
+        sql: "WITH d AS (SELECT b, g, sum(n) AS den FROM a WHERE method = 'passkey'
+                         GROUP BY b, g),
+                   m AS (SELECT b, g, error_name, sum(n) AS num FROM a
                          WHERE method = 'passkey' AND error_name IS NOT NULL
-                         GROUP BY {SETS(error_name)})
-              SELECT n.b, n.g, n.error_name AS k, n.num, d.den
-              FROM n JOIN d ON (n.b IS NOT DISTINCT FROM d.b) AND (n.g IS NOT DISTINCT FROM d.g)",
+                         GROUP BY b, g, error_name)
+              SELECT m.b, m.g, m.error_name AS k, m.num, d.den
+              FROM m JOIN d ON (m.b IS NOT DISTINCT FROM d.b) AND (m.g IS NOT DISTINCT FROM d.g)",
     },
     Kpi {
         name: "fallback_rate",
@@ -175,13 +180,13 @@ pub static CATALOG: &[Kpi] = &[
         denominator: "passkey ceremonies",
         key: Some("fallback reason"),
         reference: None,
-        sql: "WITH d AS (SELECT b, g, count(*) AS den FROM a WHERE method = 'passkey'
-                         GROUP BY {SETS()}),
-                   n AS (SELECT b, g, fallback_reason, count(*) AS num FROM a
+        sql: "WITH d AS (SELECT b, g, sum(n) AS den FROM a WHERE method = 'passkey'
+                         GROUP BY b, g),
+                   m AS (SELECT b, g, fallback_reason, sum(n) AS num FROM a
                          WHERE method = 'passkey' AND fallback_reason IS NOT NULL
-                         GROUP BY {SETS(fallback_reason)})
-              SELECT n.b, n.g, n.fallback_reason AS k, n.num, d.den
-              FROM n JOIN d ON (n.b IS NOT DISTINCT FROM d.b) AND (n.g IS NOT DISTINCT FROM d.g)",
+                         GROUP BY b, g, fallback_reason)
+              SELECT m.b, m.g, m.fallback_reason AS k, m.num, d.den
+              FROM m JOIN d ON (m.b IS NOT DISTINCT FROM d.b) AND (m.g IS NOT DISTINCT FROM d.g)",
     },
     Kpi {
         name: "fallback_paths",
@@ -192,14 +197,14 @@ pub static CATALOG: &[Kpi] = &[
         denominator: "ceremonies of the method fallen back from",
         key: Some("from→to"),
         reference: None,
-        sql: "WITH d AS (SELECT b, g, method, count(*) AS den FROM a WHERE method IS NOT NULL
-                         GROUP BY {SETS(method)}),
-                   n AS (SELECT b, g, method, fallback_path, count(*) AS num FROM a
+        sql: "WITH d AS (SELECT b, g, method, sum(n) AS den FROM a WHERE method IS NOT NULL
+                         GROUP BY b, g, method),
+                   m AS (SELECT b, g, method, fallback_path, sum(n) AS num FROM a
                          WHERE fallback_path IS NOT NULL
-                         GROUP BY {SETS(method, fallback_path)})
-              SELECT n.b, n.g, n.fallback_path AS k, n.num, d.den
-              FROM n LEFT JOIN d ON (n.b IS NOT DISTINCT FROM d.b) AND (n.g IS NOT DISTINCT FROM d.g)
-                                AND n.method = d.method",
+                         GROUP BY b, g, method, fallback_path)
+              SELECT m.b, m.g, m.fallback_path AS k, m.num, d.den
+              FROM m LEFT JOIN d ON (m.b IS NOT DISTINCT FROM d.b) AND (m.g IS NOT DISTINCT FROM d.g)
+                                AND m.method = d.method",
     },
     Kpi {
         name: "recovery_per_1k_users",
@@ -210,16 +215,12 @@ pub static CATALOG: &[Kpi] = &[
         denominator: "active users: users with at least one successful sign-in in the interval",
         key: Some("recovery channel"),
         reference: Some("resets: 2–4 per user per year"),
-        sql: "WITH d AS (SELECT b, g, count(*) AS den
-                         FROM (SELECT b, g, user_key FROM e
-                               WHERE event_type = 'auth.succeeded' AND user_key IS NOT NULL
-                               GROUP BY {SETS(user_key)})
-                         GROUP BY b, g),
-                   n AS (SELECT b, g, recovery_channel, count(*) AS num FROM e
+        sql: "WITH d AS (SELECT b, g, sum(n) AS den FROM u WHERE active GROUP BY b, g),
+                   m AS (SELECT b, g, recovery_channel, count(*) AS num FROM e
                          WHERE event_type = 'recovery.started'
                          GROUP BY {SETS(recovery_channel)})
-              SELECT n.b, n.g, n.recovery_channel AS k, n.num, coalesce(d.den, 0) AS den
-              FROM n LEFT JOIN d ON (n.b IS NOT DISTINCT FROM d.b) AND (n.g IS NOT DISTINCT FROM d.g)",
+              SELECT m.b, m.g, m.recovery_channel AS k, m.num, coalesce(d.den, 0) AS den
+              FROM m LEFT JOIN d ON (m.b IS NOT DISTINCT FROM d.b) AND (m.g IS NOT DISTINCT FROM d.g)",
     },
     Kpi {
         name: "recovery_per_1k_signins",
@@ -230,12 +231,12 @@ pub static CATALOG: &[Kpi] = &[
         denominator: "successful sign-in ceremonies, any method",
         key: Some("recovery channel"),
         reference: None,
-        sql: "WITH d AS (SELECT b, g, count(*) AS den FROM a WHERE succeeded GROUP BY {SETS()}),
-                   n AS (SELECT b, g, recovery_channel, count(*) AS num FROM e
+        sql: "WITH d AS (SELECT b, g, sum(n) AS den FROM a WHERE succeeded GROUP BY b, g),
+                   m AS (SELECT b, g, recovery_channel, count(*) AS num FROM e
                          WHERE event_type = 'recovery.started'
                          GROUP BY {SETS(recovery_channel)})
-              SELECT n.b, n.g, n.recovery_channel AS k, n.num, coalesce(d.den, 0) AS den
-              FROM n LEFT JOIN d ON (n.b IS NOT DISTINCT FROM d.b) AND (n.g IS NOT DISTINCT FROM d.g)",
+              SELECT m.b, m.g, m.recovery_channel AS k, m.num, coalesce(d.den, 0) AS den
+              FROM m LEFT JOIN d ON (m.b IS NOT DISTINCT FROM d.b) AND (m.g IS NOT DISTINCT FROM d.g)",
     },
     Kpi {
         name: "recovery_completion",
@@ -265,38 +266,39 @@ pub static CATALOG: &[Kpi] = &[
         denominator: "ceremonies with `cross_device = true` on any of their events",
         key: None,
         reference: Some("60–86 % on desktop web"),
-        sql: "SELECT b, g, NULL AS k, count(*) FILTER (WHERE succeeded) AS num, count(*) AS den
-              FROM a WHERE cross_device GROUP BY {SETS()}",
+        sql: "SELECT b, g, NULL AS k, sum(n) FILTER (WHERE succeeded) AS num, sum(n) AS den
+              FROM a WHERE cross_device GROUP BY b, g",
     },
     Kpi {
         name: "time_to_sign_in_p50",
         title: "Time to sign in, median",
         unit: Unit::Milliseconds,
-        counts: "successful sign-in ceremonies",
-        numerator: "the median duration (linear interpolation, `percentile_cont`)",
-        denominator: "successful ceremonies with a duration",
-        key: Some("method of the success"),
+        counts: "successful sign-ins (`auth.succeeded`)",
+        numerator: "the median of `duration_ms` as the RP measured it, from the start of the \
+                    ceremony to its success (linear interpolation, `percentile_cont`)",
+        denominator: "successful sign-ins that carry `duration_ms`",
+        key: Some("method"),
         reference: Some("Google: 14.9 s passkey vs 30.4 s password (mean)"),
-        sql: "SELECT b, g, success_method AS k,
+        sql: "SELECT b, g, method AS k,
                      percentile_cont(0.5) WITHIN GROUP (ORDER BY duration_ms) AS num,
                      count(duration_ms) AS den
-              FROM a WHERE succeeded AND duration_ms IS NOT NULL
-              GROUP BY {SETS(success_method)}",
+              FROM e WHERE event_type = 'auth.succeeded' AND duration_ms IS NOT NULL
+              GROUP BY {SETS(method)}",
     },
     Kpi {
         name: "time_to_sign_in_p95",
         title: "Time to sign in, 95th percentile",
         unit: Unit::Milliseconds,
-        counts: "successful sign-in ceremonies",
-        numerator: "the 95th percentile duration (linear interpolation, `percentile_cont`)",
-        denominator: "successful ceremonies with a duration",
-        key: Some("method of the success"),
+        counts: "successful sign-ins (`auth.succeeded`)",
+        numerator: "the 95th percentile of `duration_ms` (as for the median)",
+        denominator: "successful sign-ins that carry `duration_ms`",
+        key: Some("method"),
         reference: None,
-        sql: "SELECT b, g, success_method AS k,
+        sql: "SELECT b, g, method AS k,
                      percentile_cont(0.95) WITHIN GROUP (ORDER BY duration_ms) AS num,
                      count(duration_ms) AS den
-              FROM a WHERE succeeded AND duration_ms IS NOT NULL
-              GROUP BY {SETS(success_method)}",
+              FROM e WHERE event_type = 'auth.succeeded' AND duration_ms IS NOT NULL
+              GROUP BY {SETS(method)}",
     },
     Kpi {
         name: "credential_mix",
@@ -311,9 +313,9 @@ pub static CATALOG: &[Kpi] = &[
                                              ELSE 'device_bound' END AS kind
                          FROM e WHERE event_type = 'enrollment.succeeded'),
                    d AS (SELECT b, g, count(*) AS den FROM c GROUP BY {SETS()}),
-                   n AS (SELECT b, g, kind, count(*) AS num FROM c GROUP BY {SETS(kind)})
-              SELECT n.b, n.g, n.kind AS k, n.num, d.den
-              FROM n JOIN d ON (n.b IS NOT DISTINCT FROM d.b) AND (n.g IS NOT DISTINCT FROM d.g)",
+                   m AS (SELECT b, g, kind, count(*) AS num FROM c GROUP BY {SETS(kind)})
+              SELECT m.b, m.g, m.kind AS k, m.num, d.den
+              FROM m JOIN d ON (m.b IS NOT DISTINCT FROM d.b) AND (m.g IS NOT DISTINCT FROM d.g)",
     },
     Kpi {
         name: "at_risk_holders",
@@ -327,9 +329,9 @@ pub static CATALOG: &[Kpi] = &[
                       event in the interval",
         key: None,
         reference: None,
-        sql: "WITH u AS (SELECT b, g, user_key FROM e WHERE user_key IS NOT NULL
+        sql: "WITH seen AS (SELECT b, g, user_key FROM e WHERE user_key IS NOT NULL
                          GROUP BY {SETS(user_key)}),
-              s AS (SELECT u.b, u.g, u.user_key,
+              s AS (SELECT seen.b, seen.g, seen.user_key,
                            coalesce(sum(CASE h.event_type WHEN 'enrollment.succeeded' THEN 1
                                                           WHEN 'credential.revoked' THEN -1
                                                           ELSE 0 END), 0) AS held,
@@ -337,8 +339,9 @@ pub static CATALOG: &[Kpi] = &[
                                             AND h.credential_backup_eligible), false) AS synced,
                            coalesce(bool_or(h.event_type IN ('recovery.completed',
                                                              'auth.succeeded')), false) AS recovery
-                    FROM u LEFT JOIN h ON u.user_key = h.user_key AND h.occurred_at < {END(u.b)}
-                    GROUP BY u.b, u.g, u.user_key)
+                    FROM seen LEFT JOIN h ON seen.user_key = h.user_key
+                                             AND h.occurred_at < {END(seen.b)}
+                    GROUP BY seen.b, seen.g, seen.user_key)
               SELECT b, g, NULL AS k,
                      count(*) FILTER (WHERE held = 1 AND NOT synced AND NOT recovery) AS num,
                      count(*) FILTER (WHERE held > 0) AS den
@@ -353,12 +356,13 @@ pub static CATALOG: &[Kpi] = &[
         denominator: "successful sign-in ceremonies, any method",
         key: None,
         reference: None,
-        sql: "WITH d AS (SELECT b, g, count(*) AS den FROM a WHERE succeeded GROUP BY {SETS()}),
-                   n AS (SELECT b, g, count(*) AS num FROM e WHERE event_type = 'support.contacted'
+        sql: "WITH d AS (SELECT b, g, sum(n) AS den FROM a WHERE succeeded AND {SCOPED(b)}
+                         GROUP BY b, g),
+                   m AS (SELECT b, g, count(*) AS num FROM e WHERE event_type = 'support.contacted'
                          GROUP BY {SETS()})
-              SELECT coalesce(d.b, n.b) AS b, coalesce(d.g, n.g) AS g, NULL AS k,
-                     coalesce(n.num, 0) AS num, coalesce(d.den, 0) AS den
-              FROM d FULL JOIN n ON (n.b IS NOT DISTINCT FROM d.b) AND (n.g IS NOT DISTINCT FROM d.g)",
+              SELECT coalesce(d.b, m.b) AS b, coalesce(d.g, m.g) AS g, NULL AS k,
+                     coalesce(m.num, 0) AS num, coalesce(d.den, 0) AS den
+              FROM d FULL JOIN m ON (m.b IS NOT DISTINCT FROM d.b) AND (m.g IS NOT DISTINCT FROM d.g)",
     },
 ];
 

@@ -35,8 +35,8 @@ fn ts(t: DateTime<Utc>) -> String {
     format!("to_timestamp_micros({})", t.timestamp_micros())
 }
 
-/// The common tables `e`, `a` and `h` (documented in [`super::catalog`]).
-fn prelude(req: &KpiRequest) -> String {
+/// The common tables `e` and `h` (documented in [`super::catalog`]).
+fn prelude(req: &KpiRequest, sets: Sets) -> String {
     let rp = req
         .rp_id
         .as_deref()
@@ -56,7 +56,7 @@ fn prelude(req: &KpiRequest) -> String {
     );
     format!(
         "WITH e AS (
-           SELECT *, date_trunc('{unit}', occurred_at) AS b, {g} AS g,
+           SELECT *, {b} AS b, {g} AS g,
                   concat(rp_id, '/', coalesce(attempt_id, event_id)) AS ak
            FROM auth_events
            WHERE {rp}occurred_at >= {from} AND occurred_at < {to}
@@ -67,31 +67,33 @@ fn prelude(req: &KpiRequest) -> String {
            WHERE {rp}occurred_at < {to} AND event_date <= CAST({to_day} AS DATE)
              AND user_key IS NOT NULL
              AND (event_type IN ('enrollment.succeeded', 'credential.revoked', 'recovery.completed')
-                  OR (event_type = 'auth.succeeded' AND method = 'recovery_code'))),
-         a AS (
-           SELECT ak, min(b) AS b, min(g) AS g,
-                  coalesce(max(method) FILTER (WHERE event_type = 'auth.started'),
-                           max(method), max(fallback_from)) AS method,
-                  max(method) FILTER (WHERE event_type = 'auth.succeeded') AS success_method,
-                  bool_or(event_type = 'auth.succeeded') AS succeeded,
-                  max(error_name) FILTER (WHERE event_type = 'auth.failed') AS error_name,
-                  max(fallback_reason) AS fallback_reason,
-                  max(concat(fallback_from, '→', fallback_to))
-                      FILTER (WHERE event_type = 'auth.fallback') AS fallback_path,
-                  coalesce(bool_or(cross_device), false) AS cross_device,
-                  coalesce(max(duration_ms) FILTER (WHERE event_type = 'auth.succeeded'),
-                           CAST(1000 * (date_part('epoch', min(occurred_at)
-                                           FILTER (WHERE event_type = 'auth.succeeded'))
-                                        - date_part('epoch', min(occurred_at))) AS BIGINT))
-                      AS duration_ms
-           FROM e WHERE event_type LIKE 'auth.%'
-           GROUP BY ak)",
-        unit = req.interval.as_str(),
+                  OR (event_type = 'auth.succeeded' AND method = 'recovery_code')))",
+        b = match sets {
+            // Totals only: no interval; a NULL of the timestamp's type.
+            Sets::Totals => "to_timestamp_micros(CAST(NULL AS BIGINT))".to_owned(),
+            Sets::Both | Sets::Series => {
+                format!("date_trunc('{}', occurred_at)", req.interval.as_str())
+            }
+        },
     )
 }
 
+/// Rows per batch in KPI sessions (see [`run_all`]).
+const KPI_BATCH_ROWS: &str = "262144";
+
+/// Which rows a statement's `{SETS(…)}` groupings make.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sets {
+    /// Series and totals, in one pass.
+    Both,
+    /// Per interval (and breakdown value) only.
+    Series,
+    /// Over the whole range only (`b` is NULL throughout).
+    Totals,
+}
+
 /// Expands `{SETS(…)}` and `{END(…)}` (see [`super::catalog`]).
-pub fn expand(sql: &str, req: &KpiRequest) -> String {
+pub fn expand(sql: &str, req: &KpiRequest, mode: Sets) -> String {
     let mut out = String::with_capacity(sql.len() + 64);
     let mut rest = sql;
     while let Some(start) = rest.find('{') {
@@ -112,11 +114,25 @@ pub fn expand(sql: &str, req: &KpiRequest) -> String {
                 let all: Vec<&str> = prefix.iter().chain(cols.iter()).copied().collect();
                 format!("({})", all.join(", "))
             };
-            let mut sets = vec![set(&["b", "g"]), set(&["g"])];
-            if req.by.is_some() {
-                sets.push(set(&[]));
+            let mut sets = match mode {
+                Sets::Both => vec![set(&["b", "g"]), set(&["g"])],
+                Sets::Series | Sets::Totals => vec![set(&["b", "g"])],
+            };
+            if req.by.is_some() && mode != Sets::Series {
+                sets.push(set(if mode == Sets::Totals { &["b"] } else { &[] }));
             }
             out.push_str(&format!("GROUPING SETS ({})", sets.join(", ")));
+        } else if let Some(col) = inner.strip_prefix("SCOPED(") {
+            out.push_str(&match mode {
+                Sets::Both => "TRUE".to_owned(),
+                Sets::Totals => format!("{col} IS NULL"),
+                Sets::Series => format!(
+                    "({col} >= date_trunc('{}', {}) AND {col} < {})",
+                    req.interval.as_str(),
+                    ts(req.from),
+                    ts(req.to)
+                ),
+            });
         } else if let Some(t) = inner.strip_prefix("END(") {
             let to = ts(req.to);
             let next = format!("{t} + {}", req.interval.sql_interval());
@@ -135,27 +151,69 @@ pub fn expand(sql: &str, req: &KpiRequest) -> String {
 /// The whole statement for one KPI query: the prelude, then the query's own
 /// common tables, if any, then its SELECT.
 pub fn statement(req: &KpiRequest, sql: &str) -> String {
-    let body = expand(sql, req);
+    statement_with(req, sql, Sets::Both)
+}
+
+/// [`statement`] making only the `mode` rows.
+pub fn statement_with(req: &KpiRequest, sql: &str, mode: Sets) -> String {
+    let body = expand(sql, req, mode);
     let body = body.trim_start();
     match body.strip_prefix("WITH ") {
-        Some(rest) => format!("{},\n{rest}", prelude(req)),
-        None => format!("{}\n{body}", prelude(req)),
+        Some(rest) => format!("{},\n{rest}", prelude(req, mode)),
+        None => format!("{}\n{body}", prelude(req, mode)),
     }
 }
 
 /// Runs `statements` in one admission slot of the ad-hoc lane, one after
-/// the other, and returns each one's batches.
+/// the other, and returns each one's batches. The shared tables `a` and `u`
+/// are computed first, once, if any statement reads them.
 pub async fn run_all(
     engine: &QueryEngine,
-    statements: Vec<(String, String)>,
+    req: &KpiRequest,
+    statements: Vec<(String, Vec<String>)>,
 ) -> Result<Vec<Vec<RecordBatch>>> {
+    let stages = super::stages::stages(req, &statements);
     let statements = Arc::new(statements);
     let out = engine
         .run(Lane::Adhoc, move |ctx| async move {
+            // Aggregations hand their output on as slices of one buffer, and
+            // every slice is charged for the whole buffer where batches are
+            // counted (repartitioning): with the default 8,192 rows a large
+            // grouping is charged hundreds of times over. Bigger batches keep
+            // the accounting near the truth.
+            ctx.state_ref()
+                .write()
+                .config_mut()
+                .options_mut()
+                .set("datafusion.execution.batch_size", KPI_BATCH_ROWS)?;
+            for stage in stages {
+                let name = stage.name;
+                let mut parts = Vec::new();
+                let mut schema = None;
+                for sql in &stage.parts {
+                    let df = plan(&ctx, sql).await.map_err(|e| tag(name, e))?;
+                    schema.get_or_insert_with(|| df.schema().as_arrow().clone());
+                    parts.extend(collect(&ctx, df).await.map_err(|e| tag(name, e))?);
+                }
+                let mut table = super::stages::table(schema.as_ref(), parts)?;
+                if let Some(merge) = &stage.merge {
+                    ctx.register_table(format!("{name}0"), Arc::new(table))?;
+                    let df = plan(&ctx, merge).await.map_err(|e| tag(name, e))?;
+                    let schema = df.schema().as_arrow().clone();
+                    let merged = collect(&ctx, df).await.map_err(|e| tag(name, e))?;
+                    ctx.deregister_table(format!("{name}0"))?;
+                    table = super::stages::table(Some(&schema), merged)?;
+                }
+                ctx.register_table(name, Arc::new(table))?;
+            }
             let mut out = Vec::with_capacity(statements.len());
-            for (name, sql) in statements.iter() {
-                let df = plan(&ctx, sql).await.map_err(|e| tag(name, e))?;
-                out.push(collect(&ctx, df).await.map_err(|e| tag(name, e))?);
+            for (name, parts) in statements.iter() {
+                let mut batches = Vec::new();
+                for sql in parts {
+                    let df = plan(&ctx, sql).await.map_err(|e| tag(name, e))?;
+                    batches.extend(collect(&ctx, df).await.map_err(|e| tag(name, e))?);
+                }
+                out.push(batches);
             }
             Ok(out)
         })
@@ -267,10 +325,7 @@ pub fn count_column(batch: &RecordBatch, name: &str) -> Result<Vec<i64>> {
 
 /// Interval starts and breakdown values of a funnel's step rows, with the
 /// named step columns.
-pub fn step_rows(
-    batches: &[RecordBatch],
-    columns: &[&str],
-) -> Result<Vec<StepRow>> {
+pub fn step_rows(batches: &[RecordBatch], columns: &[&str]) -> Result<Vec<StepRow>> {
     let mut out = Vec::new();
     for batch in batches {
         let (times, groups) = heads(batch)?;
@@ -286,8 +341,33 @@ pub fn step_rows(
 }
 
 /// The statements of `kpis`, named.
-pub fn kpi_statements(req: &KpiRequest, kpis: &[&'static Kpi]) -> Vec<(String, String)> {
+///
+/// A KPI that groups the events of `e` by user (`{SETS(user_key)}`) is
+/// split like the shared tables (see [`super::stages`]): its series one
+/// chunk of the range at a time, its totals in one more pass grouped
+/// without intervals; their rows are put together. The others group few
+/// values (or read `a` and `u`) and run once.
+pub fn kpi_statements(req: &KpiRequest, kpis: &[&'static Kpi]) -> Vec<(String, Vec<String>)> {
     kpis.iter()
-        .map(|k| (k.name.to_owned(), statement(req, k.sql)))
+        .map(|k| {
+            let parts = if k.sql.contains("{SETS(user_key") {
+                let mut parts: Vec<String> = super::stages::chunks(req)
+                    .into_iter()
+                    .map(|(from, to)| {
+                        let chunk = KpiRequest {
+                            from,
+                            to,
+                            ..req.clone()
+                        };
+                        statement_with(&chunk, k.sql, Sets::Series)
+                    })
+                    .collect();
+                parts.push(statement_with(req, k.sql, Sets::Totals));
+                parts
+            } else {
+                vec![statement(req, k.sql)]
+            };
+            (k.name.to_owned(), parts)
+        })
         .collect()
 }

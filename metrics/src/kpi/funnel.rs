@@ -33,34 +33,19 @@ pub static FUNNELS: &[Funnel] = &[
         // skipped / failed: offered, did not create one, and skipped / saw
         // an `enrollment.failed` (a user who did both counts in both).
         steps_sql: "SELECT b, g,
-                           count(*) AS offered,
-                           count(*) FILTER (WHERE started OR succeeded) AS started,
-                           count(*) FILTER (WHERE succeeded) AS succeeded,
-                           count(*) FILTER (WHERE skipped AND NOT succeeded) AS skipped,
-                           count(*) FILTER (WHERE failed AND NOT succeeded) AS failed
-                    FROM (SELECT b, g, user_key,
-                                 bool_or(event_type = 'enrollment.offered') AS offered,
-                                 bool_or(event_type = 'enrollment.started') AS started,
-                                 bool_or(event_type = 'enrollment.succeeded') AS succeeded,
-                                 bool_or(event_type = 'enrollment.skipped') AS skipped,
-                                 bool_or(event_type = 'enrollment.failed') AS failed
-                          FROM e WHERE event_type LIKE 'enrollment.%' AND user_key IS NOT NULL
-                          GROUP BY {SETS(user_key)})
-                    WHERE offered
+                           sum(n) AS offered,
+                           sum(n) FILTER (WHERE started OR enrolled) AS started,
+                           sum(n) FILTER (WHERE enrolled) AS succeeded,
+                           sum(n) FILTER (WHERE skipped AND NOT enrolled) AS skipped,
+                           sum(n) FILTER (WHERE enroll_failed AND NOT enrolled) AS failed
+                    FROM u WHERE offered
                     GROUP BY b, g",
         exits_label: "failed",
         // Users offered who did not enroll, by the (largest) name of their
         // enrollment failures.
-        exits_sql: "SELECT b, g, error AS k, count(*) AS num
-                    FROM (SELECT b, g, user_key,
-                                 bool_or(event_type = 'enrollment.offered') AS offered,
-                                 bool_or(event_type = 'enrollment.succeeded') AS succeeded,
-                                 max(error_name) FILTER (WHERE event_type = 'enrollment.failed')
-                                     AS error
-                          FROM e WHERE event_type LIKE 'enrollment.%' AND user_key IS NOT NULL
-                          GROUP BY {SETS(user_key)})
-                    WHERE offered AND NOT succeeded AND error IS NOT NULL
-                    GROUP BY b, g, error",
+        exits_sql: "SELECT b, g, enroll_error AS k, sum(n) AS num
+                    FROM u WHERE offered AND NOT enrolled AND enroll_error IS NOT NULL
+                    GROUP BY b, g, enroll_error",
     },
     Funnel {
         name: "passkey_signin",
@@ -71,19 +56,19 @@ pub static FUNNELS: &[Funnel] = &[
         // `auth.fallback`, else failed if it has an `auth.failed`, else was
         // abandoned: the three add up to started − succeeded.
         steps_sql: "SELECT b, g,
-                           count(*) AS started,
-                           count(*) FILTER (WHERE succeeded) AS succeeded,
-                           count(*) FILTER (WHERE NOT succeeded AND fallback_reason IS NOT NULL)
+                           sum(n) AS started,
+                           sum(n) FILTER (WHERE succeeded) AS succeeded,
+                           sum(n) FILTER (WHERE NOT succeeded AND fallback_reason IS NOT NULL)
                                AS fell_back,
-                           count(*) FILTER (WHERE NOT succeeded AND fallback_reason IS NULL
-                                                AND error_name IS NOT NULL) AS failed,
-                           count(*) FILTER (WHERE NOT succeeded AND fallback_reason IS NULL
-                                                AND error_name IS NULL) AS abandoned
+                           sum(n) FILTER (WHERE NOT succeeded AND fallback_reason IS NULL
+                                              AND error_name IS NOT NULL) AS failed,
+                           sum(n) FILTER (WHERE NOT succeeded AND fallback_reason IS NULL
+                                              AND error_name IS NULL) AS abandoned
                     FROM a WHERE method = 'passkey'
-                    GROUP BY {SETS()}",
+                    GROUP BY b, g",
         exits_label: "failed",
-        exits_sql: "SELECT b, g, error_name AS k, count(*) AS num
+        exits_sql: "SELECT b, g, error_name AS k, sum(n) AS num
                     FROM a WHERE method = 'passkey' AND NOT succeeded AND error_name IS NOT NULL
-                    GROUP BY {SETS(error_name)}",
+                    GROUP BY b, g, error_name",
     },
 ];

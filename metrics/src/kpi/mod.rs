@@ -8,6 +8,7 @@ pub mod engine;
 pub mod funnel;
 pub mod report;
 pub mod request;
+pub mod stages;
 mod text;
 
 use chrono::{DateTime, Utc};
@@ -28,7 +29,7 @@ pub async fn kpis(
 ) -> Result<KpiReport> {
     let version = engine.tables().events.version();
     let statements = engine::kpi_statements(req, &req.kpis);
-    let batches = engine::run_all(engine, statements).await?;
+    let batches = engine::run_all(engine, req, statements).await?;
     let rows = batches
         .iter()
         .map(|b| engine::rows(b))
@@ -47,14 +48,14 @@ pub async fn funnels(
     for f in funnel::FUNNELS {
         statements.push((
             format!("{} steps", f.name),
-            engine::statement(req, f.steps_sql),
+            vec![engine::statement(req, f.steps_sql)],
         ));
         statements.push((
             format!("{} exits", f.name),
-            engine::statement(req, f.exits_sql),
+            vec![engine::statement(req, f.exits_sql)],
         ));
     }
-    let batches = engine::run_all(engine, statements).await?;
+    let batches = engine::run_all(engine, req, statements).await?;
     let mut out = Vec::new();
     for (i, f) in funnel::FUNNELS.iter().enumerate() {
         let columns: Vec<&str> = f.steps.iter().chain(f.outs).copied().collect();

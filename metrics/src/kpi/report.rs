@@ -224,7 +224,6 @@ fn rate(n: i64, d: i64) -> Option<f64> {
     (d > 0).then(|| n as f64 / d as f64)
 }
 
-
 /// One funnel's points from its step rows and exit rows.
 pub fn funnel_result(
     f: &'static Funnel,

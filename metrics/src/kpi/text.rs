@@ -93,9 +93,17 @@ fn value(unit: Unit, p: &Point) -> String {
     }
 }
 
+/// Aligned columns; the last two right-aligned. An empty header drops its
+/// column (the breakdown column of a report without one).
 fn table(rows: &[[String; 5]]) -> String {
-    let mut widths = [0usize; 5];
-    for r in rows {
+    let keep: Vec<usize> = (0..5).filter(|&j| !rows[0][j].is_empty()).collect();
+    let rows: Vec<Vec<&String>> = rows
+        .iter()
+        .map(|r| keep.iter().map(|&j| &r[j]).collect())
+        .collect();
+    let n = keep.len();
+    let mut widths = vec![0usize; n];
+    for r in &rows {
         for (w, c) in widths.iter_mut().zip(r) {
             *w = (*w).max(c.chars().count());
         }
@@ -104,11 +112,11 @@ fn table(rows: &[[String; 5]]) -> String {
     for (i, r) in rows.iter().enumerate() {
         let cells: Vec<String> = r
             .iter()
-            .zip(widths)
+            .zip(&widths)
             .enumerate()
             .map(|(j, (c, w))| {
                 let pad = w - c.chars().count();
-                if j >= 3 {
+                if j + 2 >= n {
                     format!("{}{c}", " ".repeat(pad))
                 } else {
                     format!("{c}{}", " ".repeat(pad))
@@ -148,9 +156,14 @@ pub fn kpi_table(r: &KpiReport) -> String {
                 Some(n) => format!("{n} / {}", p.denominator),
                 None => format!("n = {}", p.denominator),
             };
+            let group = match (&p.group, r.header.by) {
+                (Some(g), _) => g.clone(),
+                (None, Some(_)) => "(all)".to_owned(),
+                (None, None) => String::new(),
+            };
             rows.push([
                 k.kpi.to_owned(),
-                p.group.clone().unwrap_or_default(),
+                group,
                 p.key.clone().unwrap_or_default(),
                 value(k.unit, p),
                 frac,
@@ -174,7 +187,11 @@ pub fn funnel_table(r: &FunnelReport) -> String {
             for s in p.steps.iter().chain(&p.exits) {
                 rows.push([
                     f.funnel.to_owned(),
-                    p.group.clone().unwrap_or_default(),
+                    match (&p.group, r.header.by) {
+                        (Some(g), _) => g.clone(),
+                        (None, Some(_)) => "(all)".to_owned(),
+                        (None, None) => String::new(),
+                    },
                     s.step.clone(),
                     s.count.to_string(),
                     s.rate

@@ -1,0 +1,255 @@
+//! `keyshift bench kpis`: how fast the KPI API answers over a large table.
+//!
+//! Builds `--events` events of one relying party over `--days` days with
+//! the seeded [`Population`] into `--data-dir` (through the same
+//! validation, pseudonymization and dedup as live traffic, `--chunk` events
+//! per commit, day by day), unless the data dir already holds a table.
+//! Then starts the embedded server on it and times `GET /v1/kpis` and
+//! `GET /v1/funnel` for the whole range by day with a `platform`
+//! breakdown: the first request after start (cold) and `--rounds` repeats
+//! (warm). With `--emit-sql DIR` it also writes each KPI's statement for
+//! `scripts/bench-kpis-duckdb.py`, which times the same SQL in DuckDB over
+//! the same Parquet files.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use chrono::{DateTime, Utc};
+use keyshift_http::Principal;
+use keyshift_ingest::metrics::IngestMetrics;
+use keyshift_ingest::pipeline::{Input, Pipeline};
+use keyshift_metrics::kpi::{self, RawParams};
+use keyshift_store::metrics::StoreMetrics;
+use keyshift_store::query::QueryLimits;
+use keyshift_store::{QueryEngine, QueryExecutor, Source, Tables, Writer};
+use prometheus::Registry;
+use tokio_util::sync::CancellationToken;
+
+use super::population::Population;
+use crate::config::Config;
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct KpiBench {
+    /// Data dir to build (or reuse, if it holds a table already).
+    #[arg(long)]
+    pub data_dir: PathBuf,
+    #[arg(long, default_value_t = 10_000_000)]
+    pub events: u64,
+    #[arg(long, default_value_t = 30)]
+    pub days: i64,
+    /// Users in the population [default: events / (1.1 × days): each is
+    /// active on about three days in ten, with ~1.15 events a day on average].
+    #[arg(long)]
+    pub users: Option<usize>,
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Events per commit while building.
+    #[arg(long, default_value_t = 250_000)]
+    pub chunk: usize,
+    /// Warm repeats of each request.
+    #[arg(long, default_value_t = 5)]
+    pub rounds: u32,
+    /// Write each KPI's SQL statement here (for the DuckDB comparison).
+    #[arg(long)]
+    pub emit_sql: Option<PathBuf>,
+}
+
+const RP: &str = "bench.example";
+
+/// The first day of the generated range: fixed, so runs compare.
+fn first_day() -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339("2026-10-01T00:00:00Z")
+        .map(|t| t.with_timezone(&Utc))
+        .unwrap_or_default()
+}
+
+#[derive(Debug)]
+pub struct KpiBenchReport {
+    pub built: Option<(u64, Duration)>,
+    pub version: Option<u64>,
+    pub query: String,
+    pub kpis_cold: Duration,
+    pub kpis_warm: Vec<Duration>,
+    pub funnel_cold: Duration,
+    pub funnel_warm: Vec<Duration>,
+}
+
+impl std::fmt::Display for KpiBenchReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some((n, t)) = self.built {
+            writeln!(f, "built: {n} events in {:.1} s", t.as_secs_f64())?;
+        }
+        writeln!(f, "table version: {:?}", self.version)?;
+        writeln!(f, "query: {}", self.query)?;
+        let warm = |w: &[Duration]| {
+            let ms: Vec<String> = w.iter().map(|d| format!("{}", d.as_millis())).collect();
+            ms.join(" / ")
+        };
+        writeln!(
+            f,
+            "GET /v1/kpis   cold {} ms, warm {} ms",
+            self.kpis_cold.as_millis(),
+            warm(&self.kpis_warm)
+        )?;
+        write!(
+            f,
+            "GET /v1/funnel cold {} ms, warm {} ms",
+            self.funnel_cold.as_millis(),
+            warm(&self.funnel_warm)
+        )
+    }
+}
+
+/// Builds the table through the ingest pipeline, day by day.
+async fn build(config: &Config, args: &KpiBench) -> anyhow::Result<u64> {
+    let root = config.store_root();
+    let tables = Tables::open_or_create(&root, &config.store.storage_options).await?;
+    let registry = Registry::new();
+    let stop = CancellationToken::new();
+    let (writer, task) = Writer::spawn(
+        tables,
+        config.store.clone(),
+        StoreMetrics::new(&registry)?,
+        stop.clone(),
+    )?;
+    let engine = QueryEngine::live(
+        writer.published(),
+        QueryLimits::from(&config.store),
+        QueryExecutor::standalone(&config.store)?,
+    )?;
+    let mut ingest = config.ingest.clone();
+    // Backfill: every generated day lies in the past.
+    ingest.dedup_window = Duration::from_secs(3600 * 24 * 400);
+    let pipeline = Arc::new(
+        Pipeline::start(
+            ingest,
+            &config.server.data_dir,
+            writer.clone(),
+            &engine,
+            IngestMetrics::new(&registry)?,
+        )
+        .await?,
+    );
+    let users = args
+        .users
+        .unwrap_or_else(|| {
+            let per_user = 1.1 * args.days.max(1) as f64;
+            (args.events as f64 / per_user) as usize
+        })
+        .max(1);
+    let mut population = Population::new(args.seed, RP, users);
+    let mut total = 0u64;
+    let mut lines = Vec::new();
+    let mut day = 0;
+    while total < args.events {
+        // Short of events after the last day: that day gets more traffic.
+        let d = day.min(args.days - 1);
+        lines.clear();
+        population.day(first_day() + chrono::Duration::days(d), &mut lines);
+        let want = usize::try_from(args.events - total).unwrap_or(usize::MAX);
+        lines.truncate(want);
+        for chunk in lines.chunks(args.chunk) {
+            let inputs: Vec<Input> = chunk.iter().map(|l| Input(l.as_bytes().to_vec())).collect();
+            let p = pipeline.clone();
+            let prepared = tokio::task::spawn_blocking(move || {
+                p.prepare(&Principal::Admin, inputs, &Source::Http, Utc::now())
+            })
+            .await?;
+            let summary = pipeline.commit(prepared, "http").await?;
+            if !summary.rejected.is_empty() {
+                bail!(
+                    "generated events were rejected: {:?}",
+                    summary.rejected.first()
+                );
+            }
+            total += summary.accepted as u64;
+        }
+        tracing::info!(day = d, total, "generated");
+        day += 1;
+    }
+    drop(pipeline);
+    drop(engine);
+    drop(writer);
+    stop.cancel();
+    task.await??;
+    Ok(total)
+}
+
+async fn time_get(client: &reqwest::Client, url: &str) -> anyhow::Result<Duration> {
+    let t0 = Instant::now();
+    let resp = client.get(url).send().await?;
+    let status = resp.status();
+    let body = resp.bytes().await?;
+    if !status.is_success() {
+        bail!("{url}: {status} {}", String::from_utf8_lossy(&body));
+    }
+    Ok(t0.elapsed())
+}
+
+pub async fn kpis(config: Config, args: &KpiBench) -> anyhow::Result<KpiBenchReport> {
+    let mut config = config;
+    config.server.data_dir.clone_from(&args.data_dir);
+    config.server.listen = "127.0.0.1:0".parse()?;
+    let exists = args.data_dir.join("tables/auth_events/_delta_log").exists();
+    let built = if exists {
+        None
+    } else {
+        let t0 = Instant::now();
+        let n = build(&config, args).await.context("building the table")?;
+        Some((n, t0.elapsed()))
+    };
+    let to = first_day() + chrono::Duration::days(args.days);
+    let query = format!(
+        "rp_id={RP}&from={}&to={}&interval=day&by=platform",
+        first_day().format("%Y-%m-%dT%H:%M:%SZ"),
+        to.format("%Y-%m-%dT%H:%M:%SZ"),
+    );
+    if let Some(dir) = &args.emit_sql {
+        std::fs::create_dir_all(dir)?;
+        let req = RawParams::from_query(&query)?.check(to)?;
+        let statements = kpi::engine::kpi_statements(&req, &req.kpis);
+        for stage in kpi::stages::stages(&req, &statements) {
+            // DuckDB gets each shared table in one statement over the range.
+            std::fs::write(dir.join(format!("_{}.sql", stage.name)), stage.whole)?;
+        }
+        // DuckDB gets each KPI in one statement over the whole range.
+        for k in &req.kpis {
+            std::fs::write(
+                dir.join(format!("{}.sql", k.name)),
+                kpi::engine::statement(&req, k.sql),
+            )?;
+        }
+    }
+    let running = crate::start(config, CancellationToken::new()).await?;
+    let base = format!("http://{}", running.addr);
+    let client = reqwest::Client::new();
+    let kpis_url = format!("{base}/v1/kpis?{query}");
+    let funnel_url = format!("{base}/v1/funnel?{query}");
+    let kpis_cold = time_get(&client, &kpis_url).await?;
+    let funnel_cold = time_get(&client, &funnel_url).await?;
+    let mut kpis_warm = Vec::new();
+    let mut funnel_warm = Vec::new();
+    for _ in 0..args.rounds {
+        kpis_warm.push(time_get(&client, &kpis_url).await?);
+        funnel_warm.push(time_get(&client, &funnel_url).await?);
+    }
+    let version = Tables::open(
+        &format!("{}/tables", args.data_dir.display()),
+        &Default::default(),
+    )
+    .await
+    .ok()
+    .and_then(|t| t.events.version());
+    running.stop().await?;
+    Ok(KpiBenchReport {
+        built,
+        version,
+        query,
+        kpis_cold,
+        kpis_warm,
+        funnel_cold,
+        funnel_warm,
+    })
+}
