@@ -33,23 +33,55 @@ fn request(state: &SqlState, principal: &Principal, query: Option<&str>) -> ApiR
     raw.check(watermark).map_err(ApiError::from)
 }
 
+/// Which report an endpoint serves.
+#[derive(Debug, Clone, Copy)]
+enum Report {
+    Kpis,
+    Funnel,
+}
+
+impl Report {
+    fn label(self) -> &'static str {
+        match self {
+            Report::Kpis => "kpis",
+            Report::Funnel => "funnel",
+        }
+    }
+}
+
+async fn serve(
+    state: SqlState,
+    principal: Principal,
+    query: Option<String>,
+    report: Report,
+) -> ApiResult<Json<Value>> {
+    let started = Instant::now();
+    let result = async {
+        let req = request(&state, &principal, query.as_deref())?;
+        let watermark = (state.watermark)();
+        let body = match report {
+            Report::Kpis => serde_json::to_value(kpi::kpis(&state.engine, &req, watermark).await?),
+            Report::Funnel => {
+                serde_json::to_value(kpi::funnels(&state.engine, &req, watermark).await?)
+            }
+        };
+        body.map_err(|e| ApiError::from(MetricsError::Render(e.to_string())))
+    }
+    .await;
+    state.metrics.kpi(
+        report.label(),
+        outcome(&result),
+        started.elapsed().as_secs_f64(),
+    );
+    result.map(Json)
+}
+
 pub(crate) async fn get_kpis(
     State(state): State<SqlState>,
     principal: Principal,
     RawQuery(query): RawQuery,
 ) -> ApiResult<Json<Value>> {
-    let started = Instant::now();
-    let result = async {
-        let req = request(&state, &principal, query.as_deref())?;
-        let report = kpi::kpis(&state.engine, &req, (state.watermark)()).await?;
-        serde_json::to_value(report)
-            .map_err(|e| ApiError::from(MetricsError::Render(e.to_string())))
-    }
-    .await;
-    state
-        .metrics
-        .kpi("kpis", outcome(&result), started.elapsed().as_secs_f64());
-    result.map(Json)
+    serve(state, principal, query, Report::Kpis).await
 }
 
 pub(crate) async fn get_funnel(
@@ -57,16 +89,5 @@ pub(crate) async fn get_funnel(
     principal: Principal,
     RawQuery(query): RawQuery,
 ) -> ApiResult<Json<Value>> {
-    let started = Instant::now();
-    let result = async {
-        let req = request(&state, &principal, query.as_deref())?;
-        let report = kpi::funnels(&state.engine, &req, (state.watermark)()).await?;
-        serde_json::to_value(report)
-            .map_err(|e| ApiError::from(MetricsError::Render(e.to_string())))
-    }
-    .await;
-    state
-        .metrics
-        .kpi("funnel", outcome(&result), started.elapsed().as_secs_f64());
-    result.map(Json)
+    serve(state, principal, query, Report::Funnel).await
 }

@@ -373,31 +373,42 @@ async fn load_for(
         args.batch,
         Until::Time(until),
     );
+    // The prober has its own thread and runtime: it measures the server's
+    // answer, not how long the probe waited behind the 16 posting clients
+    // on this process's runtime.
     let health = {
-        let (client, url) = (client.clone(), url.to_owned());
-        tokio::spawn(async move {
-            let mut latencies = Vec::new();
-            let mut tick = tokio::time::interval(Duration::from_millis(50));
-            while Instant::now() < until {
-                tick.tick().await;
-                let t0 = Instant::now();
-                let ok = client
-                    .get(format!("{url}/healthz"))
-                    .send()
-                    .await
-                    .is_ok_and(|r| r.status().is_success());
-                if !ok {
-                    bail!("/healthz failed under load");
+        let url = url.to_owned();
+        std::thread::spawn(move || -> anyhow::Result<Vec<Duration>> {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(async move {
+                let client = reqwest::Client::new();
+                let mut latencies = Vec::new();
+                let mut tick = tokio::time::interval(Duration::from_millis(50));
+                while Instant::now() < until {
+                    tick.tick().await;
+                    let t0 = Instant::now();
+                    let ok = client
+                        .get(format!("{url}/healthz"))
+                        .send()
+                        .await
+                        .is_ok_and(|r| r.status().is_success());
+                    if !ok {
+                        bail!("/healthz failed under load");
+                    }
+                    latencies.push(t0.elapsed());
                 }
-                latencies.push(t0.elapsed());
-            }
-            Ok::<_, anyhow::Error>(latencies)
+                Ok(latencies)
+            })
         })
     };
     let mut latencies = posting.await?;
     let elapsed = started.elapsed();
     latencies.sort();
-    let mut health = health.await??;
+    let mut health = tokio::task::spawn_blocking(move || health.join())
+        .await?
+        .map_err(|_| anyhow::anyhow!("the /healthz prober panicked"))??;
     health.sort();
     Ok(Run {
         events: latencies.len() as u64 * args.batch,

@@ -84,6 +84,15 @@ fn header_line(h: &Header) -> String {
     )
 }
 
+/// The breakdown value of a row; `(all)` for the total over all values.
+fn group_label(group: Option<&String>, h: &Header) -> String {
+    match (group, h.by) {
+        (Some(g), _) => g.clone(),
+        (None, Some(_)) => "(all)".to_owned(),
+        (None, None) => String::new(),
+    }
+}
+
 fn value(unit: Unit, p: &Point) -> String {
     match (unit, p.value) {
         (_, None) => "—".to_owned(),
@@ -156,14 +165,9 @@ pub fn kpi_table(r: &KpiReport) -> String {
                 Some(n) => format!("{n} / {}", p.denominator),
                 None => format!("n = {}", p.denominator),
             };
-            let group = match (&p.group, r.header.by) {
-                (Some(g), _) => g.clone(),
-                (None, Some(_)) => "(all)".to_owned(),
-                (None, None) => String::new(),
-            };
             rows.push([
                 k.kpi.to_owned(),
-                group,
+                group_label(p.group.as_ref(), &r.header),
                 p.key.clone().unwrap_or_default(),
                 value(k.unit, p),
                 frac,
@@ -187,11 +191,7 @@ pub fn funnel_table(r: &FunnelReport) -> String {
             for s in p.steps.iter().chain(&p.exits) {
                 rows.push([
                     f.funnel.to_owned(),
-                    match (&p.group, r.header.by) {
-                        (Some(g), _) => g.clone(),
-                        (None, Some(_)) => "(all)".to_owned(),
-                        (None, None) => String::new(),
-                    },
+                    group_label(p.group.as_ref(), &r.header),
                     s.step.clone(),
                     s.count.to_string(),
                     s.rate
