@@ -142,13 +142,18 @@ pub async fn observe(
     start: DateTime<Utc>,
     end: DateTime<Utc>,
 ) -> Result<Observation, StoreError> {
+    // event_date (the partition column) bounds the files read; occurred_at
+    // the rows.
     let filter = format!(
         "rp_id = {} AND rollout_id = {} AND rollout_variant IN ('treatment', 'control') \
-         AND occurred_at >= to_timestamp_micros({}) AND occurred_at < to_timestamp_micros({})",
+         AND occurred_at >= to_timestamp_micros({}) AND occurred_at < to_timestamp_micros({}) \
+         AND event_date >= CAST({} AS DATE) AND event_date <= CAST({} AS DATE)",
         quote(rp_id),
         quote(rollout_id),
         start.timestamp_micros(),
-        end.timestamp_micros()
+        end.timestamp_micros(),
+        quote(&start.date_naive().to_string()),
+        quote(&end.date_naive().to_string()),
     );
     let count = |cond: &str| format!("CAST(sum(CASE WHEN {cond} THEN 1 ELSE 0 END) AS BIGINT)");
     let cells_sql = format!(
