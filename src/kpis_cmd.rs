@@ -59,20 +59,17 @@ pub async fn run_kpis(config: &Config, args: &KpisArgs) -> anyhow::Result<String
         .await
         .with_context(|| format!("opening the store at {root}"))?;
     let watermark = last_commit(&tables).await;
-    let raw = RawParams {
+    let mut raw = RawParams {
         rp_id: args.rp_id.clone(),
         from: args.from.clone(),
         to: args.to.clone(),
         interval: args.interval.clone(),
         by: args.by.clone(),
-        kpis: args
-            .kpi
-            .iter()
-            .flat_map(|k| k.split(','))
-            .map(|k| k.trim().to_owned())
-            .filter(|k| !k.is_empty())
-            .collect(),
+        kpis: Vec::new(),
     };
+    for k in &args.kpi {
+        raw.add_kpis(k);
+    }
     let req = raw.check(watermark.unwrap_or_else(Utc::now))?;
     let engine = QueryEngine::fixed(
         tables,

@@ -144,6 +144,17 @@ pub struct RawParams {
 }
 
 impl RawParams {
+    /// Adds KPI names from one `kpi` value (a name or a comma-separated list).
+    pub fn add_kpis(&mut self, value: &str) {
+        self.kpis.extend(
+            value
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned),
+        );
+    }
+
     /// Parses a query string; an unknown or repeated parameter is an error.
     pub fn from_query(query: &str) -> Result<Self> {
         let mut p = Self::default();
@@ -151,13 +162,7 @@ impl RawParams {
             let value = value.into_owned();
             let slot = match key.as_ref() {
                 "kpi" => {
-                    p.kpis.extend(
-                        value
-                            .split(',')
-                            .map(str::trim)
-                            .filter(|s| !s.is_empty())
-                            .map(str::to_owned),
-                    );
+                    p.add_kpis(&value);
                     continue;
                 }
                 "rp_id" => &mut p.rp_id,
