@@ -22,6 +22,7 @@ use keyshift_ingest::Pipeline;
 use keyshift_ingest::collector::{self, CollectorState};
 use keyshift_ingest::metrics::{IngestMetrics, KafkaMetrics};
 use keyshift_metrics::SqlState;
+use keyshift_metrics::kpi_gauges::KpiGauges;
 use keyshift_metrics::metrics::ApiMetrics;
 use keyshift_rollout::Controller;
 use keyshift_rollout::kafka::DecisionPublisher;
@@ -81,6 +82,10 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
     let registry = Registry::new();
     let store_metrics = StoreMetrics::new(&registry)?;
     let ingest_metrics = IngestMetrics::new(&registry)?;
+    ingest_metrics.set_rp_labels(
+        config.auth.rp_tokens.iter().map(|t| t.rp_id.clone()),
+        config.ingest.max_rp_labels,
+    );
     let api_metrics = ApiMetrics::new(&registry)?;
     let kafka_metrics = KafkaMetrics::new(&registry)?;
 
@@ -174,6 +179,22 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         (Some(controller), routes, Some(lock))
     };
 
+    if config.kpi_gauges.enabled {
+        let w = watermark.clone();
+        tokio::spawn(keyshift_metrics::kpi_gauges::run(
+            engine.clone(),
+            config.kpi_gauges.clone(),
+            KpiGauges::new(&registry)?,
+            Arc::new(move || w.get()),
+            config
+                .auth
+                .rp_tokens
+                .iter()
+                .map(|t| t.rp_id.clone())
+                .collect(),
+            shutdown.child_token(),
+        ));
+    }
     let app = Router::new()
         .route("/healthz", get(healthz))
         .merge(rollout_routes)

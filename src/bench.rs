@@ -24,7 +24,7 @@ use crate::synth::ndjson_batch;
 mod isolation;
 mod kafka;
 mod kpis;
-mod population;
+pub mod population;
 pub use isolation::{IsolationBench, IsolationReport, isolation};
 pub use kafka::{KafkaBench, KafkaReport, kafka};
 pub use kpis::{KpiBench, KpiBenchReport, kpis};

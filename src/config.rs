@@ -12,6 +12,7 @@ use figment::providers::{Env, Format, Toml};
 use keyshift_http::AuthConfig;
 use keyshift_ingest::IngestConfig;
 use keyshift_ingest::kafka::KafkaConfig;
+use keyshift_metrics::kpi_gauges::KpiGaugeConfig;
 use keyshift_rollout::RolloutSettings;
 use keyshift_store::StoreConfig;
 use serde::{Deserialize, Serialize};
@@ -25,6 +26,7 @@ pub struct Config {
     pub store: StoreConfig,
     pub kafka: KafkaConfig,
     pub rollout: RolloutSettings,
+    pub kpi_gauges: KpiGaugeConfig,
     pub log: LogConfig,
 }
 
@@ -163,6 +165,7 @@ impl Config {
         errors.extend(self.store.validate());
         errors.extend(self.kafka.validate());
         errors.extend(self.rollout.validate());
+        errors.extend(self.kpi_gauges.validate());
         errors
     }
 

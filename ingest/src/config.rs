@@ -30,6 +30,9 @@ pub struct IngestConfig {
     /// Collector requests processed at once; more wait (without their body
     /// being read). Bounds memory at about this × `max_body_bytes` × 4.
     pub max_inflight_requests: usize,
+    /// Relying parties beyond those of `auth.rp_tokens` that get their own
+    /// `rp_id` label on the event counters; later ones are counted as `other`.
+    pub max_rp_labels: usize,
 }
 
 impl Default for IngestConfig {
@@ -43,6 +46,7 @@ impl Default for IngestConfig {
             max_body_bytes: 5 * 1024 * 1024,
             max_rejected_payload_bytes: 64 * 1024,
             max_inflight_requests: 32,
+            max_rp_labels: crate::metrics::DEFAULT_RP_LABELS,
         }
     }
 }

@@ -342,12 +342,14 @@ impl Pipeline {
             reserved,
             summary,
         } = prepared;
+        let tally = self.metrics.tally(&records, Utc::now());
         if (!records.is_empty() || !rejected.is_empty() || !txns.is_empty())
             && let Err(e) = self.writer.write_with_txns(records, rejected, txns).await
         {
             self.dedup.release(&reserved);
             return Err(e.into());
         }
+        self.metrics.stored(tally);
         self.metrics
             .events(source_kind, "accepted", summary.accepted);
         self.metrics

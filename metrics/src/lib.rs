@@ -6,12 +6,14 @@
 //! - `POST /v1/sql` `{"sql": "…"}` → `{"rows": [{column: value}], "truncated": bool}`:
 //!   one read-only statement, under the store's row, time and memory limits;
 //!   needs an admin token (or an open loopback server).
-//! - `GET /metrics`: every keyshift metric, Prometheus text format.
+//! - `GET /metrics`: every keyshift metric, Prometheus text format
+//!   (`docs/metrics.md`), with the KPI gauges of [`kpi_gauges`].
 //! - `GET /openapi.json`: the OpenAPI 3.1 document of the whole HTTP API.
 
 mod error;
 pub mod kpi;
 mod kpi_api;
+pub mod kpi_gauges;
 pub mod metrics;
 pub mod openapi;
 pub mod sql;

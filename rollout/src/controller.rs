@@ -394,7 +394,7 @@ impl Controller {
                 e.last_evaluation = Some(d.clone());
             }
         }
-        self.metrics.decision(d.action);
+        self.metrics.decision(d);
         self.publish_metrics(&d.rollout_id);
         info!(
             rollout = %d.rollout_id,
@@ -411,7 +411,13 @@ impl Controller {
     fn publish_metrics(&self, id: &str) {
         let entries = self.read_entries();
         if let Some(e) = entries.get(id) {
-            self.metrics.state(id, e.state.phase, e.state.percent);
+            self.metrics.state(
+                id,
+                e.state.phase,
+                e.state.percent,
+                e.state.step,
+                e.cfg.evaluation_interval,
+            );
         }
     }
 
@@ -490,6 +496,14 @@ impl Controller {
             starved: starved.as_deref(),
         });
         self.metrics.hold(id, outcome.hold);
+        #[allow(clippy::cast_precision_loss)]
+        let evaluated = || {
+            self.metrics.evaluated(
+                id,
+                now.timestamp_millis() as f64 / 1000.0,
+                &outcome.evidence,
+            );
+        };
         let decision =
             self.decision_for(id, &outcome, now, "controller", watermark, Some(window))?;
         let repeat = last.as_ref().is_some_and(|l| {
@@ -505,9 +519,11 @@ impl Controller {
                 seen.seq = e.state.seq;
                 e.last_evaluation = Some(seen);
             }
+            evaluated();
             return Ok(None);
         }
         self.commit(&decision).await?;
+        evaluated();
         Ok(Some(decision))
     }
 

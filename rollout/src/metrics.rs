@@ -6,11 +6,18 @@ use prometheus::{
     Registry,
 };
 
-use crate::decision::{Action, HoldReason, Phase};
+use crate::decision::{Action, Decision, HoldReason, Phase};
 
 #[derive(Debug, Clone)]
 pub struct RolloutMetrics {
     percent: GaugeVec,
+    step: IntGaugeVec,
+    last_decision: IntGaugeVec,
+    last_decision_at: GaugeVec,
+    last_evaluation_at: GaugeVec,
+    interval: GaugeVec,
+    observed: GaugeVec,
+    limit: GaugeVec,
     phase: IntGaugeVec,
     hold: IntGaugeVec,
     decisions: IntCounterVec,
@@ -25,6 +32,19 @@ const PHASES: [Phase; 4] = [
     Phase::Paused,
     Phase::Completed,
     Phase::Aborted,
+];
+
+const ACTIONS: [Action; 10] = [
+    Action::Start,
+    Action::Advance,
+    Action::Hold,
+    Action::Rollback,
+    Action::Abort,
+    Action::Complete,
+    Action::Pause,
+    Action::Resume,
+    Action::Promote,
+    Action::ConfigChanged,
 ];
 
 const HOLDS: [HoldReason; 10] = [
@@ -68,7 +88,58 @@ impl RolloutMetrics {
                 "keyshift_rollout_decisions_total",
                 "Decisions recorded, by action.",
             ),
-            &["action"],
+            &["rollout", "action"],
+        )?;
+        let step = IntGaugeVec::new(
+            Opts::new(
+                "keyshift_rollout_step",
+                "Current step index of each rollout (-1 before the first step).",
+            ),
+            &["rollout"],
+        )?;
+        let last_decision = IntGaugeVec::new(
+            Opts::new(
+                "keyshift_rollout_last_decision_info",
+                "1, labelled with the last decision's action and reason (operator: by a person).",
+            ),
+            &["rollout", "action", "reason"],
+        )?;
+        let last_decision_at = GaugeVec::new(
+            Opts::new(
+                "keyshift_rollout_last_decision_timestamp_seconds",
+                "Unix time of each rollout's last decision.",
+            ),
+            &["rollout"],
+        )?;
+        let last_evaluation_at = GaugeVec::new(
+            Opts::new(
+                "keyshift_rollout_last_evaluation_timestamp_seconds",
+                "Unix time of each rollout's last completed evaluation (a repeated hold too).",
+            ),
+            &["rollout"],
+        )?;
+        let interval = GaugeVec::new(
+            Opts::new(
+                "keyshift_rollout_evaluation_interval_seconds",
+                "Each rollout's configured evaluation interval.",
+            ),
+            &["rollout"],
+        )?;
+        let observed = GaugeVec::new(
+            Opts::new(
+                "keyshift_rollout_guardrail_observed_ratio",
+                "What each guardrail judged at the last evaluation (all segments): the \
+                 treatment rate (absolute) or treatment - control (relative).",
+            ),
+            &["rollout", "guardrail"],
+        )?;
+        let limit = GaugeVec::new(
+            Opts::new(
+                "keyshift_rollout_guardrail_limit_ratio",
+                "The bound each guardrail was judged against: the threshold (absolute) or \
+                 threshold x control rate (relative).",
+            ),
+            &["rollout", "guardrail"],
         )?;
         let evaluation_seconds = Histogram::with_opts(
             HistogramOpts::new(
@@ -91,6 +162,13 @@ impl RolloutMetrics {
         )?;
         for c in [
             Box::new(percent.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(step.clone()),
+            Box::new(last_decision.clone()),
+            Box::new(last_decision_at.clone()),
+            Box::new(last_evaluation_at.clone()),
+            Box::new(interval.clone()),
+            Box::new(observed.clone()),
+            Box::new(limit.clone()),
             Box::new(phase.clone()),
             Box::new(hold.clone()),
             Box::new(decisions.clone()),
@@ -103,6 +181,13 @@ impl RolloutMetrics {
         }
         Ok(Self {
             percent,
+            step,
+            last_decision,
+            last_decision_at,
+            last_evaluation_at,
+            interval,
+            observed,
+            limit,
             phase,
             hold,
             decisions,
@@ -117,10 +202,23 @@ impl RolloutMetrics {
         Self::new(&Registry::new()).unwrap_or_else(|e| unreachable!("fresh registry: {e}"))
     }
 
-    pub(crate) fn state(&self, rollout: &str, phase: Phase, percent: u32) {
+    pub(crate) fn state(
+        &self,
+        rollout: &str,
+        phase: Phase,
+        percent: u32,
+        step: Option<usize>,
+        interval: std::time::Duration,
+    ) {
         self.percent
             .with_label_values(&[rollout])
             .set(f64::from(percent) / 100.0);
+        self.step
+            .with_label_values(&[rollout])
+            .set(step.map_or(-1, |s| i64::try_from(s).unwrap_or(i64::MAX)));
+        self.interval
+            .with_label_values(&[rollout])
+            .set(interval.as_secs_f64());
         for p in PHASES {
             self.phase
                 .with_label_values(&[rollout, p.name()])
@@ -136,8 +234,57 @@ impl RolloutMetrics {
         }
     }
 
-    pub(crate) fn decision(&self, action: Action) {
-        self.decisions.with_label_values(&[action.name()]).inc();
+    pub(crate) fn decision(&self, d: &Decision) {
+        let rollout = d.rollout_id.as_str();
+        self.decisions
+            .with_label_values(&[rollout, d.action.name()])
+            .inc();
+        // One series per rollout: the previous decision's labels go.
+        for action in ACTIONS {
+            for reason in REASONS {
+                let _ = self
+                    .last_decision
+                    .remove_label_values(&[rollout, action.name(), reason]);
+            }
+        }
+        self.last_decision
+            .with_label_values(&[rollout, d.action.name(), reason_label(d)])
+            .set(1);
+        #[allow(clippy::cast_precision_loss)]
+        self.last_decision_at
+            .with_label_values(&[rollout])
+            .set(d.decided_at.timestamp_millis() as f64 / 1000.0);
+    }
+
+    /// An evaluation completed at `at` (unix seconds); `evidence` is its
+    /// outcome's, whose `guardrails` checks on the `all` segment are
+    /// exported.
+    pub(crate) fn evaluated(&self, rollout: &str, at: f64, evidence: &serde_json::Value) {
+        self.last_evaluation_at
+            .with_label_values(&[rollout])
+            .set(at);
+        let Some(checks) = evidence.get("guardrails").and_then(|g| g.as_array()) else {
+            return;
+        };
+        for c in checks {
+            if c.get("segment").and_then(|s| s.as_str()) != Some("all") {
+                continue;
+            }
+            let Some(name) = c.get("guardrail").and_then(|g| g.as_str()) else {
+                continue;
+            };
+            let rate = |arm: &str| c.get(arm)?.get("rate")?.as_f64();
+            let observed = match c.get("kind").and_then(|k| k.as_str()) {
+                Some("relative") => rate("treatment").zip(rate("control")).map(|(t, c)| t - c),
+                _ => rate("treatment"),
+            };
+            if let Some(v) = observed {
+                self.observed.with_label_values(&[rollout, name]).set(v);
+            }
+            if let Some(l) = c.get("limit").and_then(serde_json::Value::as_f64) {
+                self.limit.with_label_values(&[rollout, name]).set(l);
+            }
+        }
     }
 
     pub(crate) fn evaluation(&self, seconds: f64, ok: bool) {
@@ -153,5 +300,41 @@ impl RolloutMetrics {
 
     pub(crate) fn up(&self, up: bool) {
         self.up.set(if up { 1.0 } else { 0.0 });
+    }
+}
+
+/// Every value of the `reason` label of `keyshift_rollout_last_decision_info`.
+const REASONS: [&str; 12] = [
+    "stale_data",
+    "no_traffic",
+    "insufficient_sample",
+    "inconclusive",
+    "srm",
+    "breach_unconfirmed",
+    "guardrail",
+    "dwell",
+    "manual",
+    "starved",
+    "operator",
+    "none",
+];
+
+/// The bounded reason of a decision: a hold reason, `guardrail` for the
+/// controller's rollbacks and aborts, `operator` for a person's decisions
+/// (their free-text reason stays in the decision log).
+fn reason_label(d: &Decision) -> &'static str {
+    if d.actor != "controller" {
+        return "operator";
+    }
+    if let Some(h) = d
+        .reason
+        .as_deref()
+        .and_then(|r| HOLDS.iter().find(|h| h.name() == r))
+    {
+        return h.name();
+    }
+    match d.action {
+        Action::Rollback | Action::Abort => "guardrail",
+        _ => "none",
     }
 }

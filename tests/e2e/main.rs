@@ -7,5 +7,6 @@ mod isolation;
 mod kafka;
 mod kpis;
 mod openapi;
+mod prometheus;
 mod rollout;
 mod security;
