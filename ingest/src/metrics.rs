@@ -55,6 +55,10 @@ impl IngestMetrics {
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(unknown_fields.clone()))?;
         registry.register(Box::new(dedup_keys.clone()))?;
+        // At 0 from the start, so that rates are 0 rather than absent.
+        for source in ["http", "kafka"] {
+            unknown_fields.with_label_values(&[source]);
+        }
         Ok(Self {
             events,
             requests,

@@ -128,9 +128,17 @@ impl QueryMetrics {
         registry.register(Box::new(rejected.clone()))?;
         registry.register(Box::new(cancelled.clone()))?;
         registry.register(Box::new(seconds.clone()))?;
+        // Known label sets start at 0, so that rates over them are 0, not
+        // absent, before the first refusal.
         for lane in ["adhoc", "control"] {
             running.with_label_values(&[lane]);
             queued.with_label_values(&[lane]);
+            for reason in ["queue_full", "queue_timeout"] {
+                rejected.with_label_values(&[lane, reason]);
+            }
+            for reason in ["timeout", "memory", "shutdown", "abandoned"] {
+                cancelled.with_label_values(&[lane, reason]);
+            }
         }
         Ok(Self {
             running,

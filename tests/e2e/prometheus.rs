@@ -534,14 +534,13 @@ impl Prometheus {
         }
     }
 
+    /// `GET path?form`.
     async fn api(&self, path: &str, form: &[(&str, &str)]) -> Value {
-        let body = url::form_urlencoded::Serializer::new(String::new())
+        let query = url::form_urlencoded::Serializer::new(String::new())
             .extend_pairs(form)
             .finish();
         self.client
-            .post(format!("{}{path}", self.base))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(body)
+            .get(format!("{}{path}?{query}", self.base))
             .send()
             .await
             .expect("prometheus api")
@@ -695,11 +694,14 @@ async fn dashboards_and_rules_evaluate_in_a_real_prometheus() {
     let mut population = Population::new(8, RP, 3000);
     population.day(chrono::Utc::now() - chrono::Duration::days(3), &mut lines);
     post_lines(&server, RP_TOKEN, &lines).await;
-    prom.wait_for(
+    for expr in [
         "sum(rate(keyshift_events_total[1m])) > 0",
-        Duration::from_secs(60),
-    )
-    .await;
+        // The recording rules have been evaluated over that data.
+        "keyshift:passkey_signin_errors:ratio_rate3d",
+        "keyshift:ingest_freshness_errors:ratio_rate3d",
+    ] {
+        prom.wait_for(expr, Duration::from_secs(60)).await;
+    }
 
     // Every expression of every panel and rule evaluates without error.
     let panels = dashboard_panels();
