@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# The full test suite, as CI runs it: formatting, lints, every test — the
-# Kafka tests against a real Apache Kafka broker this script starts.
+# The full test suite, as CI runs it: formatting, lints, the dashboard and
+# alert-rule checks, every test — the Kafka tests against a real Apache Kafka
+# broker this script starts, the Prometheus tests against a real Prometheus —
+# and the docker-compose check.
 # Usage: scripts/test.sh
 #
 # The broker (scripts/kafka.sh) listens on 127.0.0.1:$KEYSHIFT_TEST_KAFKA_PORT
@@ -14,6 +16,18 @@ cargo fmt --all --check
 
 echo "==> cargo clippy --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
+
+echo "==> installing the check tools (promtool, Prometheus, check-jsonschema, Go checkers)"
+scripts/tools.sh
+
+echo "==> the checkers can fail (go test)"
+GO=$(command -v go || echo /usr/local/go/bin/go)
+(cd tools/dashcheck && "$GO" test ./...)
+(cd tools/composecheck && "$GO" test ./...)
+
+echo "==> dashboards and alert rules"
+scripts/check-dashboards.sh --no-install
+scripts/check-dashboards.sh --no-install --self-test
 
 echo "==> starting Apache Kafka for the Kafka tests"
 export KEYSHIFT_KAFKA_PORT=${KEYSHIFT_TEST_KAFKA_PORT:-19092}
@@ -29,3 +43,7 @@ fi
 
 echo "==> cargo test --workspace"
 cargo test --workspace
+
+echo "==> docker-compose.yml against the code"
+python3 scripts/check-compose.py --keyshift target/debug/keyshift
+python3 scripts/check-compose.py --keyshift target/debug/keyshift --self-test

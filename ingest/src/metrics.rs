@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use keyshift_schemas::{EventType, Payload};
+use keyshift_schemas::{EventType, Payload, RecoveryChannel};
 use keyshift_store::EventRecord;
 use prometheus::{
     Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
@@ -72,6 +72,18 @@ impl IngestMetrics {
     /// relying parties of `auth.rp_tokens`), then the first `cap` others
     /// seen; any further one is counted as `other`.
     pub fn set_rp_labels(&self, known: impl IntoIterator<Item = String>, cap: usize) {
+        let known: Vec<String> = known.into_iter().collect();
+        // The recovery counters of the configured relying parties start at
+        // 0, so that the first recoveries after a restart show in `rate()`.
+        for rp in &known {
+            for channel in RecoveryChannel::ALL {
+                for stage in ["started", "completed", "failed"] {
+                    self.stored
+                        .recoveries
+                        .with_label_values(&[rp.as_str(), channel, stage]);
+                }
+            }
+        }
         let mut labels = self
             .stored
             .rps

@@ -1,0 +1,143 @@
+#!/usr/bin/env bash
+# Installs the check tools used by scripts/test.sh, idempotently (a second
+# run only checks and skips). Usable on a fresh Debian machine and in CI, as
+# root or with sudo for the apt step:
+#
+#   - promtool + prometheus      Debian package `prometheus` (its service is
+#                                kept from starting: policy-rc.d during the
+#                                install, then disabled; verified with pgrep)
+#   - .tools/venv                Python venv with check-jsonschema (pinned)
+#   - .tools/bin/dashcheck       Grafana dashboards vs the Grafana Foundation SDK (tools/dashcheck)
+#   - .tools/bin/composecheck    docker-compose.yml as Docker Compose v2 loads it (tools/composecheck)
+#   - .tools/bin/yaml2json       YAML → JSON for scripts/check-compose.py (tools/composecheck/cmd/yaml2json)
+#
+# The dashboard JSON schema is committed (dashboards/schema/), nothing to fetch.
+# Usage: scripts/tools.sh        (.tools/ is git-ignored)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+
+CHECK_JSONSCHEMA_VERSION=0.39.0
+TOOLS=$ROOT/.tools
+mkdir -p "$TOOLS/bin"
+
+say() { echo "tools: $*"; }
+
+as_root() {
+  if [[ $(id -u) -eq 0 ]]; then "$@"; else sudo "$@"; fi
+}
+
+# apt-get install; `apt-get update` only when the install fails (stale lists).
+apt_install() {
+  local apt=(env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "$@")
+  if ! as_root "${apt[@]}"; then
+    say "apt-get install $* failed; running apt-get update and retrying"
+    as_root apt-get update
+    as_root "${apt[@]}"
+  fi
+}
+
+# --- promtool / prometheus (Debian) -----------------------------------------
+POLICY=/usr/sbin/policy-rc.d
+POLICY_BACKUP=""
+restore_policy() {
+  if [[ -n $POLICY_BACKUP ]]; then
+    as_root cp -p "$POLICY_BACKUP" "$POLICY"
+    rm -f "$POLICY_BACKUP"
+  else
+    as_root rm -f "$POLICY"
+  fi
+}
+
+install_prometheus() {
+  if command -v promtool >/dev/null && command -v prometheus >/dev/null; then
+    say "prometheus/promtool: present ($(promtool --version 2>&1 | head -1))"
+    return
+  fi
+  say "prometheus/promtool: installing Debian package prometheus (service kept stopped)"
+  # The package's postinst starts its service (invoke-rc.d, or systemd);
+  # policy-rc.d exit 101 forbids that for the duration of the install.
+  POLICY_BACKUP=""
+  if [[ -e $POLICY ]]; then
+    POLICY_BACKUP=$(mktemp)
+    as_root cp -p "$POLICY" "$POLICY_BACKUP"
+  fi
+  trap restore_policy EXIT
+  printf '#!/bin/sh\n# scripts/tools.sh: no service starts during this install\nexit 101\n' |
+    as_root tee "$POLICY" >/dev/null
+  as_root chmod 755 "$POLICY"
+  apt_install prometheus
+  restore_policy
+  trap - EXIT
+  # Keep it from starting at boot as well.
+  if [[ -d /run/systemd/system ]]; then
+    as_root systemctl disable --now prometheus.service >/dev/null 2>&1 || true
+  elif [[ -x /etc/init.d/prometheus ]]; then
+    as_root update-rc.d prometheus disable >/dev/null 2>&1 || true
+  fi
+}
+
+# The Debian service runs as user `prometheus`; stop it if it runs anyway.
+ensure_no_prometheus_service() {
+  if pgrep -u prometheus -x prometheus >/dev/null 2>&1; then
+    say "the Debian prometheus service is running; stopping it"
+    if [[ -d /run/systemd/system ]]; then
+      as_root systemctl stop prometheus.service || true
+    else
+      as_root invoke-rc.d prometheus stop || as_root /etc/init.d/prometheus stop || true
+    fi
+  fi
+  if pgrep -u prometheus -x prometheus >/dev/null 2>&1; then
+    echo "tools: the Debian prometheus service is still running (pgrep -u prometheus -x prometheus)" >&2
+    exit 1
+  fi
+  say "no Debian prometheus service running (pgrep)"
+}
+
+# --- check-jsonschema (venv) ------------------------------------------------
+install_venv() {
+  local venv=$TOOLS/venv
+  if [[ -x $venv/bin/check-jsonschema ]] &&
+    [[ $("$venv/bin/check-jsonschema" --version 2>/dev/null) == *" $CHECK_JSONSCHEMA_VERSION"* ]]; then
+    say "check-jsonschema $CHECK_JSONSCHEMA_VERSION: present ($venv)"
+    return
+  fi
+  say "check-jsonschema $CHECK_JSONSCHEMA_VERSION: installing into $venv"
+  if ! python3 -m venv "$venv" 2>/dev/null; then
+    say "python3 -m venv failed; installing Debian package python3-venv"
+    rm -rf "$venv"
+    apt_install python3-venv
+    python3 -m venv "$venv"
+  fi
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
+    "check-jsonschema==$CHECK_JSONSCHEMA_VERSION"
+  "$venv/bin/check-jsonschema" --version
+}
+
+# --- Go programs ------------------------------------------------------------
+GO=$(command -v go || true)
+[[ -z $GO && -x /usr/local/go/bin/go ]] && GO=/usr/local/go/bin/go
+
+# build_go NAME MODULE [PACKAGE]: .tools/bin/NAME from tools/MODULE, rebuilt
+# when a source, go.mod or go.sum of that module is newer than the binary.
+build_go() {
+  local name=$1 src=$ROOT/tools/$2 pkg=${3:-.} bin=$TOOLS/bin/$1
+  if [[ -x $bin ]] && [[ -z $(find "$src" -type f \( -name '*.go' -o -name 'go.mod' -o -name 'go.sum' \) -newer "$bin" -print -quit) ]]; then
+    say "$name: up to date ($bin)"
+    return
+  fi
+  if [[ -z $GO ]]; then
+    echo "tools: no Go toolchain (go on PATH or /usr/local/go/bin/go) to build $name" >&2
+    exit 1
+  fi
+  say "$name: building from tools/$2 ($("$GO" version | cut -d' ' -f3))"
+  (cd "$src" && "$GO" build -mod=readonly -trimpath -buildvcs=false -o "$bin.tmp" "$pkg" && mv "$bin.tmp" "$bin")
+}
+
+install_prometheus
+ensure_no_prometheus_service
+install_venv
+build_go dashcheck dashcheck
+build_go composecheck composecheck
+build_go yaml2json composecheck ./cmd/yaml2json
+say "done"
