@@ -38,7 +38,7 @@ pub const PLATFORMS: [&str; 8] = [
 pub struct KpiGaugeConfig {
     /// Off: no KPI gauges (their queries cost a scan of `window`).
     pub enabled: bool,
-    /// Time between refreshes.
+    /// Time between refreshes (the first one, this long after start).
     #[serde(with = "humantime_serde")]
     pub interval: Duration,
     /// The trailing window every gauge covers, ending at the ingest watermark.
@@ -280,7 +280,10 @@ pub async fn run(
     known: HashSet<String>,
     shutdown: CancellationToken,
 ) {
-    let mut tick = tokio::time::interval(cfg.interval);
+    // The first refresh one interval after start, not during start-up. Each
+    // refresh takes one ad-hoc query slot while it runs.
+    let mut tick =
+        tokio::time::interval_at(tokio::time::Instant::now() + cfg.interval, cfg.interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {

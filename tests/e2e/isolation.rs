@@ -125,6 +125,8 @@ async fn queries_beyond_the_slots_and_queue_get_429_with_retry_after() {
     let mut cfg = config(dir.path());
     cfg.store.query_timeout = Duration::from_secs(5);
     cfg.store.query_concurrency = 1;
+    // Exactly one slot for this test's queries: no KPI gauge refresh.
+    cfg.kpi_gauges.enabled = false;
     cfg.store.query_queue = 0;
     let server = Server::start(cfg).await;
     let running = {

@@ -571,11 +571,17 @@ async fn offset_out_of_range_is_loud_and_follows_the_policy() {
         &[],
     );
     let c = sc.wait_for(150, 0).await;
-    let gaps = metric(
-        &format!("http://127.0.0.1:{port}/metrics"),
-        "keyshift_kafka_offset_out_of_range_total",
-    )
-    .await;
+    let metrics = format!("http://127.0.0.1:{port}/metrics");
+    let gaps = metric(&metrics, "keyshift_kafka_offset_out_of_range_total").await;
+    // The Kafka metrics follow docs/metrics.md too.
+    let text = reqwest::get(&metrics)
+        .await
+        .expect("scrape")
+        .text()
+        .await
+        .expect("text");
+    assert!(text.contains("keyshift_kafka_rebalances_total{kind=\"assign\"}"));
+    crate::prometheus::assert_conforms(&text, &["login.example.com"]);
     ingest.stop();
     assert_eq!(c, (150, 150, 0));
     assert_eq!(gaps, Some(1.0));
@@ -660,6 +666,14 @@ async fn kafka_mode_collector_feeds_ingest_with_the_same_verdicts() {
     // No token: 401, nothing produced.
     let resp = client.post(&url).body("{}").send().await.expect("post");
     assert_eq!(resp.status().as_u16(), 401);
+    let text = reqwest::get(format!("http://{}/metrics", collector.addr))
+        .await
+        .expect("scrape")
+        .text()
+        .await
+        .expect("text");
+    assert!(text.contains("keyshift_kafka_produce_seconds_count"));
+    crate::prometheus::assert_conforms(&text, &["login.example.com", "other.example.com"]);
     collector.stop().await.expect("collector stops cleanly");
 
     // Ingest stores what the embedded collector would have: 800 distinct

@@ -202,6 +202,19 @@ fn conformance(text: &str, rows: &BTreeMap<String, Row>, bounds: &Bounds) -> Vec
     problems
 }
 
+/// Asserts that a scrape of a process whose relying parties are `rps` (and
+/// without rollouts) follows `docs/metrics.md`: the Kafka tests call it on
+/// the ingest and Kafka-mode collector processes.
+pub(crate) fn assert_conforms(text: &str, rps: &[&str]) {
+    let bounds = Bounds {
+        rps: rps.iter().map(|r| (*r).to_owned()).collect(),
+        rollouts: BTreeSet::new(),
+        guardrails: BTreeSet::new(),
+    };
+    let problems = conformance(text, &table(), &bounds);
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
 #[test]
 fn the_conformance_check_can_fail() {
     let rows = table();

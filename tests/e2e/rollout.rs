@@ -181,7 +181,11 @@ async fn assignment_listing_and_operations_over_http() {
         text.contains("keyshift_rollout_percent{rollout=\"pk-default\"} 100"),
         "{text}"
     );
-    assert!(text.contains("keyshift_rollout_decisions_total{action=\"promote\"} 1"));
+    assert!(
+        text.contains(
+            "keyshift_rollout_decisions_total{action=\"promote\",rollout=\"pk-default\"} 1"
+        )
+    );
     s.stop().await;
 }
 
