@@ -34,19 +34,6 @@ const PHASES: [Phase; 4] = [
     Phase::Aborted,
 ];
 
-const ACTIONS: [Action; 10] = [
-    Action::Start,
-    Action::Advance,
-    Action::Hold,
-    Action::Rollback,
-    Action::Abort,
-    Action::Complete,
-    Action::Pause,
-    Action::Resume,
-    Action::Promote,
-    Action::ConfigChanged,
-];
-
 const HOLDS: [HoldReason; 10] = [
     HoldReason::StaleData,
     HoldReason::NoTraffic,
@@ -240,7 +227,7 @@ impl RolloutMetrics {
             .with_label_values(&[rollout, d.action.name()])
             .inc();
         // One series per rollout: the previous decision's labels go.
-        for action in ACTIONS {
+        for action in Action::ALL {
             for reason in REASONS {
                 let _ = self
                     .last_decision

@@ -335,16 +335,7 @@ async fn feed(s: &Server) {
         other.push(e.to_string());
     }
     other.push("{not json".to_owned());
-    let resp = s
-        .client
-        .post(format!("{}/v1/events", s.base))
-        .bearer_auth(ADMIN)
-        .header("content-type", "application/x-ndjson")
-        .body(other.join("\n"))
-        .send()
-        .await
-        .expect("post");
-    assert_eq!(resp.status(), 200);
+    post_lines(s, ADMIN, &other).await;
 }
 
 async fn scrape(s: &Server) -> String {
