@@ -8,5 +8,6 @@ mod kafka;
 mod kpis;
 mod openapi;
 mod prometheus;
+mod prometheus_server;
 mod rollout;
 mod security;
