@@ -10,24 +10,25 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
-use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 use keyshift_store::decisions::decisions_from_batches;
 use keyshift_store::{QueryEngine, StoreError, WriterHandle};
-use serde::Serialize;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use crate::assign::{self, Basis, FULL};
+use crate::assign::{self, FULL};
 use crate::config::{RolloutConfig, RolloutSettings};
 use crate::decision::{Action, Decision, Phase, RolloutState};
-use crate::evaluate::{Inputs, Outcome, is_fresh, judge};
+use crate::evaluate::Outcome;
 use crate::kafka::DecisionPublisher;
 use crate::metrics::RolloutMetrics;
-use crate::observe::observe;
 use crate::{Result, RolloutError};
+
+mod evaluation;
+mod reads;
+pub use reads::{Assignment, Snapshot};
 
 /// The ingest watermark: data before it is complete in the store.
 pub type Watermark = Arc<dyn Fn() -> Option<DateTime<Utc>> + Send + Sync>;
@@ -53,31 +54,6 @@ impl Operation {
             _ => return None,
         })
     }
-}
-
-/// One user's assignment.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct Assignment {
-    pub rollout: String,
-    pub user: String,
-    pub bucket: u32,
-    pub percent: f64,
-    pub enabled: bool,
-    pub variant: &'static str,
-}
-
-/// What the API shows about a rollout.
-#[derive(Debug, Clone, Serialize)]
-pub struct Snapshot {
-    pub id: String,
-    pub rp_id: String,
-    pub stage: crate::config::Stage,
-    pub state: RolloutState,
-    pub percent: f64,
-    pub steps: Vec<f64>,
-    pub last_decision: Option<Decision>,
-    /// The latest evaluation, recorded or not (a repeated hold is not).
-    pub last_evaluation: Option<Decision>,
 }
 
 struct Entry {
@@ -421,112 +397,6 @@ impl Controller {
         }
     }
 
-    /// Evaluates one rollout now. `None` when it is not running.
-    pub async fn evaluate(&self, id: &str, now: DateTime<Utc>) -> Result<Option<Decision>> {
-        let _one_at_a_time = self.deciding.lock().await;
-        let started = Instant::now();
-        let result = self.evaluate_locked(id, now).await;
-        self.metrics
-            .evaluation(started.elapsed().as_secs_f64(), result.is_ok());
-        result
-    }
-
-    async fn evaluate_locked(&self, id: &str, now: DateTime<Utc>) -> Result<Option<Decision>> {
-        let (cfg, state, last) = {
-            let entries = self.read_entries();
-            let e = entries
-                .get(id)
-                .ok_or_else(|| RolloutError::NotFound(id.to_owned()))?;
-            (e.cfg.clone(), e.state.clone(), e.last_decision.clone())
-        };
-        if state.phase != Phase::Running {
-            self.metrics.hold(id, None);
-            return Ok(None);
-        }
-        if state.step.is_none() {
-            // Resumed at 0 %: nobody is exposed, nothing to judge.
-            let step = Some(0);
-            let outcome = Outcome {
-                action: Action::Advance,
-                hold: None,
-                detail: Some("resumed from 0%".to_owned()),
-                phase: Phase::Running,
-                to_step: step,
-                to_percent: cfg.step_percent(step),
-                breaches: BTreeMap::new(),
-                evidence: json!({}),
-            };
-            return self
-                .record(id, outcome, now, "controller", None, None)
-                .await
-                .map(Some);
-        }
-        let watermark = (self.watermark)();
-        let window_end = watermark.map_or(now, |w| w.min(now));
-        let window = (state.step_started_at, window_end);
-        let mut starved = None;
-        let observation = if is_fresh(&cfg, watermark, now) {
-            match observe(&self.engine, &cfg.rp_id, &cfg.id, window.0, window.1).await {
-                Ok(o) => Some(o),
-                // The store was there but did not answer in time: recorded
-                // as such, never taken for a pass.
-                Err(e) if e.is_starved() => {
-                    warn!(rollout = %id, error = %e, "evaluation starved of query resources");
-                    starved = Some(e.to_string());
-                    None
-                }
-                Err(source) => {
-                    return Err(RolloutError::Observe {
-                        rollout_id: id.to_owned(),
-                        source: Box::new(source),
-                    });
-                }
-            }
-        } else {
-            None
-        };
-        let outcome = judge(Inputs {
-            cfg: &cfg,
-            state: &state,
-            now,
-            watermark,
-            observation: observation.as_ref(),
-            alpha: self.settings.alpha,
-            srm_p_value: self.settings.srm_p_value,
-            starved: starved.as_deref(),
-        });
-        self.metrics.hold(id, outcome.hold);
-        #[allow(clippy::cast_precision_loss)]
-        let evaluated = || {
-            self.metrics.evaluated(
-                id,
-                now.timestamp_millis() as f64 / 1000.0,
-                &outcome.evidence,
-            );
-        };
-        let decision =
-            self.decision_for(id, &outcome, now, "controller", watermark, Some(window))?;
-        let repeat = last.as_ref().is_some_and(|l| {
-            decision.action == Action::Hold
-                && l.action == Action::Hold
-                && l.reason == decision.reason
-                && l.breaches == decision.breaches
-                && l.phase == decision.phase
-        });
-        if repeat {
-            if let Some(e) = self.write_entries().get_mut(id) {
-                let mut seen = decision.clone();
-                seen.seq = e.state.seq;
-                e.last_evaluation = Some(seen);
-            }
-            evaluated();
-            return Ok(None);
-        }
-        self.commit(&decision).await?;
-        evaluated();
-        Ok(Some(decision))
-    }
-
     /// Applies an operator's operation. `reason` is required.
     pub async fn operate(
         &self,
@@ -591,53 +461,6 @@ impl Controller {
         self.record(id, outcome, now, actor, None, None).await
     }
 
-    /// The assignment of `user` in rollout `id`.
-    pub fn assign(&self, id: &str, user: &str) -> Result<Assignment> {
-        let (group, percent) = self.exposure(id)?;
-        self.metrics.assigned(1);
-        Ok(assignment(id, user, &group, percent))
-    }
-
-    /// The assignments of many users (one lock, one lookup).
-    pub fn assign_many(&self, id: &str, users: &[String]) -> Result<Vec<Assignment>> {
-        let (group, percent) = self.exposure(id)?;
-        self.metrics.assigned(users.len());
-        Ok(users
-            .iter()
-            .map(|u| assignment(id, u, &group, percent))
-            .collect())
-    }
-
-    fn exposure(&self, id: &str) -> Result<(String, Basis)> {
-        let entries = self.read_entries();
-        let e = entries
-            .get(id)
-            .ok_or_else(|| RolloutError::NotFound(id.to_owned()))?;
-        Ok((e.state.group_id.clone(), e.state.percent))
-    }
-
-    /// The rp_id a rollout belongs to (for RP-token scoping).
-    pub fn rp_id(&self, id: &str) -> Option<String> {
-        self.read_entries().get(id).map(|e| e.cfg.rp_id.clone())
-    }
-
-    pub fn snapshot(&self, id: &str) -> Option<Snapshot> {
-        let entries = self.read_entries();
-        entries.get(id).map(snapshot_of)
-    }
-
-    pub fn list(&self) -> Vec<Snapshot> {
-        self.read_entries().values().map(snapshot_of).collect()
-    }
-
-    /// The recorded decisions of a rollout, oldest first.
-    pub async fn decisions(&self, id: &str) -> Result<Vec<Decision>> {
-        if self.read_entries().get(id).is_none() {
-            return Err(RolloutError::NotFound(id.to_owned()));
-        }
-        Ok(load_log(&self.engine).await?.remove(id).unwrap_or_default())
-    }
-
     /// Evaluates every rollout whose interval has come round.
     pub async fn tick(&self, now: DateTime<Utc>) -> Result<()> {
         let due: Vec<String> = self
@@ -687,36 +510,5 @@ impl Controller {
                 }
             }
         }
-    }
-}
-
-fn assignment(id: &str, user: &str, group: &str, percent: Basis) -> Assignment {
-    let bucket = assign::bucket(group, user);
-    let enabled = assign::enabled(bucket, percent);
-    Assignment {
-        rollout: id.to_owned(),
-        user: user.to_owned(),
-        bucket,
-        percent: f64::from(percent) / 100.0,
-        enabled,
-        variant: if enabled { "treatment" } else { "control" },
-    }
-}
-
-fn snapshot_of(e: &Entry) -> Snapshot {
-    Snapshot {
-        id: e.cfg.id.clone(),
-        rp_id: e.cfg.rp_id.clone(),
-        stage: e.cfg.stage,
-        state: e.state.clone(),
-        percent: f64::from(e.state.percent) / 100.0,
-        steps: e
-            .cfg
-            .steps
-            .iter()
-            .map(|s| f64::from(s.percent) / 100.0)
-            .collect(),
-        last_decision: e.last_decision.clone(),
-        last_evaluation: e.last_evaluation.clone(),
     }
 }
