@@ -6,9 +6,13 @@
 pub mod app;
 pub mod bench;
 pub mod config;
+pub mod demo;
 pub mod kpis_cmd;
+pub mod simulate;
 pub mod sql_cmd;
 pub mod synth;
 
-pub use app::{Running, run, run_collector, start, start_collector};
+pub use app::{
+    Clock, Running, StartOptions, run, run_collector, start, start_collector, start_with,
+};
 pub use config::{Config, Overrides};

@@ -96,6 +96,12 @@ enum Command {
         #[command(flatten)]
         args: keyshift::kpis_cmd::KpisArgs,
     },
+    /// A simulated relying party: its users' auth events, sent to a
+    /// collector, a Kafka topic or a file, on a compressed clock.
+    Simulate(keyshift::simulate::SimulateArgs),
+    /// Pipeline, rollout controller and simulator in one process, on a
+    /// fresh data dir: watch a rollout being steered, then read the summary.
+    Demo(keyshift::demo::DemoArgs),
     /// Load and validate the configuration, then print it.
     CheckConfig,
     /// Benchmarks.
@@ -200,7 +206,11 @@ async fn main_async(cli: Cli) -> anyhow::Result<()> {
         },
         _ => Overrides::default(),
     };
-    let config = Config::load(cli.config.as_deref(), &overrides)?;
+    let mut config = Config::load(cli.config.as_deref(), &overrides)?;
+    if matches!(cli.command, Command::Demo(_)) && cli.config.is_none() {
+        // The demo's own lines are the output; RUST_LOG still wins.
+        config.log.level = "warn".to_owned();
+    }
     init_tracing(&config);
     match cli.command {
         Command::Run { .. } | Command::Ingest { .. } => {
@@ -220,6 +230,19 @@ async fn main_async(cli: Cli) -> anyhow::Result<()> {
         Command::Kpis { args, .. } => {
             let text = keyshift::kpis_cmd::run_kpis(&config, &args).await?;
             write_stdout(&text)
+        }
+        Command::Simulate(args) => {
+            let shutdown = CancellationToken::new();
+            on_signals(shutdown.clone());
+            let report = keyshift::simulate::run_simulate(&args, shutdown).await?;
+            eprintln!("{report}");
+            Ok(())
+        }
+        Command::Demo(args) => {
+            let shutdown = CancellationToken::new();
+            on_signals(shutdown.clone());
+            let mut out = std::io::stdout();
+            keyshift::demo::run_demo(config, &args, &mut out, shutdown).await
         }
         Command::CheckConfig => {
             let text = render_config(&config)?;

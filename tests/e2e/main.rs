@@ -3,6 +3,7 @@
 
 mod collector;
 mod common;
+mod demo;
 mod isolation;
 mod kafka;
 mod kpis;

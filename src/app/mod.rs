@@ -34,9 +34,50 @@ use keyshift_store::{ExecutorSettings, QueryEngine, QueryExecutor, Tables, Write
 use prometheus::Registry;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info, warn};
+use tracing::{info, warn};
 
 use crate::config::Config;
+
+mod supervise;
+use supervise::{Tasks, supervise};
+
+/// The controller's clock.
+pub type Clock = Arc<dyn Fn() -> chrono::DateTime<chrono::Utc> + Send + Sync>;
+
+/// How [`start_with`] runs the process; [`StartOptions::default`] is
+/// `keyshift run`: wall clock, the collector's live watermark, the
+/// controller evaluating on its own schedule.
+#[derive(Clone)]
+pub struct StartOptions {
+    /// The time the controller records its start decisions at.
+    pub clock: Clock,
+    /// The ingest watermark of the embedded collector. Default: live (the
+    /// collector commits before it answers). A simulation that holds
+    /// events back sets a tracked one and moves it itself.
+    pub watermark: Option<IngestWatermark>,
+    /// `false`: the controller is not run on a timer; the caller drives it
+    /// with [`Controller::tick`] (the demo's simulated clock).
+    pub run_controller: bool,
+}
+
+impl Default for StartOptions {
+    fn default() -> Self {
+        Self {
+            clock: Arc::new(chrono::Utc::now),
+            watermark: None,
+            run_controller: true,
+        }
+    }
+}
+
+impl std::fmt::Debug for StartOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StartOptions")
+            .field("watermark", &self.watermark)
+            .field("run_controller", &self.run_controller)
+            .finish_non_exhaustive()
+    }
+}
 
 /// A started server.
 #[derive(Debug)]
@@ -45,6 +86,8 @@ pub struct Running {
     pub addr: SocketAddr,
     /// Cancel to shut down.
     pub shutdown: CancellationToken,
+    /// The rollout controller, when rollouts are configured.
+    pub controller: Option<Arc<Controller>>,
     task: JoinHandle<anyhow::Result<()>>,
 }
 
@@ -71,6 +114,15 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
 
 /// Starts every component and returns once the listener is bound.
 pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Result<Running> {
+    start_with(config, shutdown, StartOptions::default()).await
+}
+
+/// [`start`] with a clock, watermark or controller drive of the caller's.
+pub async fn start_with(
+    config: Config,
+    shutdown: CancellationToken,
+    options: StartOptions,
+) -> anyhow::Result<Running> {
     let errors = config.validate();
     if !errors.is_empty() {
         return Err(crate::config::ConfigErrors(errors).into());
@@ -130,9 +182,10 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
     }
     // The HTTP collector commits before it answers: its data is complete up
     // to now. A Kafka consumer moves its own watermark.
-    let watermark = match &config.kafka.brokers {
-        None => IngestWatermark::live(),
-        Some(_) => IngestWatermark::tracked(),
+    let watermark = match (&config.kafka.brokers, options.watermark) {
+        (None, None) => IngestWatermark::live(),
+        (None, Some(w)) => w,
+        (Some(_), _) => IngestWatermark::tracked(),
     };
     let (controller, rollout_routes, _lock) = if config.rollout.rollouts.is_empty() {
         (None, Router::new(), None)
@@ -168,7 +221,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
                 Arc::new(move || w.get()),
                 RolloutMetrics::new(&registry)?,
                 publisher,
-                chrono::Utc::now(),
+                (options.clock)(),
             )
             .await?,
         );
@@ -227,7 +280,10 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
             shutdown.clone(),
         ))),
     };
-    let controller = controller.map(|c| tokio::spawn(c.run(shutdown.child_token())));
+    let controller_task = controller
+        .clone()
+        .filter(|_| options.run_controller)
+        .map(|c| tokio::spawn(c.run(shutdown.child_token())));
     let expiry = tokio::spawn(expire_dedup(pipeline, shutdown.child_token()));
     let shutdown_for_tasks = shutdown.clone();
     let server_shutdown = shutdown.clone();
@@ -239,7 +295,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
     let tasks = Tasks {
         server: Some(server),
         consumer,
-        controller,
+        controller: controller_task,
         writer: Some(writer_task),
         expiry: Some(expiry),
     };
@@ -259,6 +315,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
     Ok(Running {
         addr,
         shutdown,
+        controller,
         task,
     })
 }
@@ -336,6 +393,7 @@ pub async fn start_collector(
     Ok(Running {
         addr,
         shutdown,
+        controller: None,
         task,
     })
 }
@@ -352,117 +410,6 @@ async fn bind(listen: SocketAddr) -> anyhow::Result<(tokio::net::TcpListener, So
         .with_context(|| format!("binding {listen}"))?;
     let addr = listener.local_addr()?;
     Ok((listener, addr))
-}
-
-struct Tasks {
-    server: Option<JoinHandle<std::io::Result<()>>>,
-    consumer: Option<JoinHandle<keyshift_ingest::Result<()>>>,
-    controller: Option<JoinHandle<keyshift_rollout::Result<()>>>,
-    writer: Option<JoinHandle<keyshift_store::Result<()>>>,
-    expiry: Option<JoinHandle<()>>,
-}
-
-async fn join_opt<T>(handle: &mut Option<JoinHandle<T>>) -> Result<T, tokio::task::JoinError> {
-    match handle {
-        Some(h) => h.await,
-        None => std::future::pending().await,
-    }
-}
-
-/// Runs until shutdown or the first task that ends; then stops the sources
-/// (HTTP, Kafka) so they hand over what they hold, and the writer last.
-async fn supervise(
-    mut t: Tasks,
-    writer_stop: CancellationToken,
-    shutdown: CancellationToken,
-    deadline: Duration,
-) -> anyhow::Result<()> {
-    let mut failure: Option<anyhow::Error> = None;
-    // A task that ends cleanly after shutdown began is not a failure: the
-    // sources drop their writer handles while draining, which ends the writer.
-    let unexpected =
-        |what: &str| (!shutdown.is_cancelled()).then(|| anyhow!("{what} stopped unexpectedly"));
-    tokio::select! {
-        biased;
-        () = shutdown.cancelled() => info!("shutting down: draining"),
-        res = join_opt(&mut t.server) => {
-            t.server = None;
-            failure = flatten(res, "http server").or_else(|| unexpected("http server"));
-        }
-        res = join_opt(&mut t.consumer) => {
-            t.consumer = None;
-            failure = flatten(res, "kafka consumer").or_else(|| unexpected("kafka consumer"));
-        }
-        res = join_opt(&mut t.controller) => {
-            t.controller = None;
-            failure = flatten(res, "rollout controller").or_else(|| unexpected("rollout controller"));
-        }
-        res = join_opt(&mut t.writer) => {
-            t.writer = None;
-            failure = flatten(res, "store writer").or_else(|| unexpected("store writer"));
-        }
-    }
-    if let Some(e) = &failure {
-        error!(error = %e, "a component failed; shutting down");
-    }
-    shutdown.cancel();
-    merge(
-        &mut failure,
-        drain(t.server.take(), deadline, "http server").await,
-    );
-    merge(
-        &mut failure,
-        drain(t.consumer.take(), deadline, "kafka consumer").await,
-    );
-    merge(
-        &mut failure,
-        drain(t.controller.take(), deadline, "rollout controller").await,
-    );
-    if let Some(expiry) = t.expiry.take() {
-        expiry.abort();
-    }
-    writer_stop.cancel();
-    merge(
-        &mut failure,
-        drain(t.writer.take(), deadline, "store writer").await,
-    );
-    match failure {
-        None => {
-            info!("keyshift stopped");
-            Ok(())
-        }
-        Some(e) => Err(e),
-    }
-}
-
-/// Waits up to `deadline` for a stopping task; its failure, if any.
-async fn drain<E: Into<anyhow::Error>>(
-    handle: Option<JoinHandle<Result<(), E>>>,
-    deadline: Duration,
-    what: &str,
-) -> Option<anyhow::Error> {
-    let handle = handle?;
-    match tokio::time::timeout(deadline, handle).await {
-        Ok(res) => flatten(res, what),
-        Err(_) => Some(anyhow!("{what} did not stop within {deadline:?}")),
-    }
-}
-
-fn merge(failure: &mut Option<anyhow::Error>, new: Option<anyhow::Error>) {
-    if let Some(e) = new {
-        failure.get_or_insert(e);
-    }
-}
-
-fn flatten<E: Into<anyhow::Error>>(
-    res: Result<Result<(), E>, tokio::task::JoinError>,
-    what: &str,
-) -> Option<anyhow::Error> {
-    match res {
-        Ok(Ok(())) => None,
-        Ok(Err(e)) => Some(e.into().context(format!("{what} failed"))),
-        Err(e) => Some(anyhow!("{what} panicked: {e}")),
-    }
 }
 
 async fn expire_dedup(pipeline: Arc<Pipeline>, stop: CancellationToken) {
