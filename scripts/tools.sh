@@ -10,6 +10,7 @@
 #   - .tools/bin/dashcheck       Grafana dashboards vs the Grafana Foundation SDK (tools/dashcheck)
 #   - .tools/bin/composecheck    docker-compose.yml as Docker Compose v2 loads it (tools/composecheck)
 #   - .tools/bin/yaml2json       YAML → JSON for scripts/check-compose.py (tools/composecheck/cmd/yaml2json)
+#   - chromium                   Debian package `chromium`: the status page's headless-browser test
 #
 # The dashboard JSON schema is committed (dashboards/schema/), nothing to fetch.
 # Usage: scripts/tools.sh        (.tools/ is git-ignored)
@@ -134,8 +135,23 @@ build_go() {
   (cd "$src" && "$GO" build -mod=readonly -trimpath -buildvcs=false -o "$bin.tmp" "$pkg" && mv "$bin.tmp" "$bin")
 }
 
+# --- chromium (Debian) -------------------------------------------------------
+install_chromium() {
+  local c
+  for c in chromium chromium-browser google-chrome; do
+    if command -v "$c" >/dev/null; then
+      say "chromium: present ($("$c" --version 2>/dev/null | head -1))"
+      return
+    fi
+  done
+  say "chromium: installing Debian package chromium (headless browser for the status page test)"
+  apt_install chromium
+  chromium --version
+}
+
 install_prometheus
 ensure_no_prometheus_service
+install_chromium
 install_venv
 build_go dashcheck dashcheck
 build_go composecheck composecheck

@@ -9,6 +9,7 @@
 //! - `GET /metrics`: every keyshift metric, Prometheus text format
 //!   (`docs/metrics.md`), with the KPI gauges of [`kpi_gauges`].
 //! - `GET /openapi.json`: the OpenAPI 3.1 document of the whole HTTP API.
+//! - `GET /`: the status page ([`status`]), built on the endpoints above.
 
 mod error;
 pub mod kpi;
@@ -17,6 +18,7 @@ pub mod kpi_gauges;
 pub mod metrics;
 pub mod openapi;
 pub mod sql;
+pub mod status;
 
 pub use error::{MetricsError, Result};
 pub use sql::{SqlState, Watermark, batches_to_rows, metrics_router, router};

@@ -58,6 +58,7 @@ pub fn router(state: SqlState) -> Router {
         .with_state(state)
         .merge(metrics_router(registry))
         .merge(crate::openapi::router())
+        .merge(crate::status::router())
 }
 
 /// `GET /metrics` alone (processes without a store).

@@ -41,6 +41,20 @@ impl Simulator {
         pick(&mut self.rng, &self.scenario.behaviour.recovery_channels).to_owned()
     }
 
+    /// Emits a ceremony's `auth.started`; returns its attempt id.
+    fn start_ceremony(
+        &mut self,
+        out: &mut Vec<String>,
+        u: usize,
+        ctx: &Ctx<'_>,
+        at: DateTime<Utc>,
+        data: serde_json::Value,
+    ) -> String {
+        let attempt = self.emitter.attempt();
+        self.emit(out, u, ctx, at, "auth.started", Some(&attempt), data);
+        attempt
+    }
+
     /// One visit: a capability probe the first time, a sign-in, maybe an
     /// enrollment offer and a support contact.
     pub(crate) fn session(&mut self, u: usize, ctx: &Ctx<'_>, out: &mut Vec<String>) {
@@ -74,16 +88,8 @@ impl Simulator {
         } else if ctx.treatment && !user.holder() && reported && !user.platform_auth {
             // Passkey-first UI on a client that only claims support: the
             // ceremony cannot run and the user falls back.
-            let attempt = self.emitter.attempt();
-            self.emit(
-                out,
-                u,
-                ctx,
-                t,
-                "auth.started",
-                Some(&attempt),
-                json!({"method": "passkey", "mediation": "modal"}),
-            );
+            let started = json!({"method": "passkey", "mediation": "modal"});
+            let attempt = self.start_ceremony(out, u, ctx, t, started);
             t += Duration::seconds(2);
             let data =
                 json!({"from_method": "passkey", "to_method": "password", "reason": "unsupported"});
@@ -140,7 +146,6 @@ impl Simulator {
         }
         let (abandon, fallback) = (b.passkey_abandon, b.passkey_fallback);
         let hybrid_success = b.hybrid_success;
-        let attempt = self.emitter.attempt();
         let mediation = if user.conditional {
             "conditional"
         } else {
@@ -150,7 +155,7 @@ impl Simulator {
         if hybrid {
             started["cross_device"] = json!(true);
         }
-        self.emit(out, u, ctx, *t, "auth.started", Some(&attempt), started);
+        let attempt = self.start_ceremony(out, u, ctx, *t, started);
         let x: f64 = self.rng.random();
         let draw = if hybrid {
             // Hybrid ceremonies fail mostly by abandonment (the phone step).
@@ -253,16 +258,7 @@ impl Simulator {
         method: &str,
         out: &mut Vec<String>,
     ) -> bool {
-        let attempt = self.emitter.attempt();
-        self.emit(
-            out,
-            u,
-            ctx,
-            *t,
-            "auth.started",
-            Some(&attempt),
-            json!({"method": method}),
-        );
+        let attempt = self.start_ceremony(out, u, ctx, *t, json!({"method": method}));
         let median = self.scenario.behaviour.password_median_s;
         let ms = self.duration_ms(median);
         *t += Duration::milliseconds(ms);

@@ -182,7 +182,9 @@ pub async fn run_demo(
     }
     delivery.flush(&mut sink).await?;
     let end = sim.now();
-    watermark.advance_to(end);
+    // Everything sent is committed and nothing more is coming: the store
+    // is complete up to now (what `--serve` and the status page report).
+    watermark.advance_to(Utc::now());
     let elapsed = began.elapsed();
     let decisions = controller.decisions(&rollout.id).await?;
     let report = summary::Summary {

@@ -250,7 +250,8 @@ pub async fn run_simulate(
         scenario: name,
         seed,
         start,
-        hours: sim.total_hours(),
+        // Fewer than the scenario's when interrupted.
+        hours: u32::try_from((sim.now() - start).num_hours()).unwrap_or(0),
         events: delivery.sent,
         late_events: delivery.late,
         seconds: began.elapsed().as_secs_f64(),

@@ -174,3 +174,118 @@ async fn simulate_feeds_a_server_and_serves_the_controllers_assignment() {
     assert!((0.01..0.12).contains(&(t / (t + c))), "{rows:?}");
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simulate_produces_every_event_to_kafka_keyed_by_user() {
+    use rdkafka::Message;
+    use rdkafka::config::ClientConfig;
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+
+    let Some(brokers) = crate::kafka::brokers() else {
+        return;
+    };
+    let _one_at_a_time = crate::kafka::BROKER.lock().await;
+    let topic = crate::kafka::unique("sim");
+    crate::kafka::create_topic(&brokers, &topic, 3).await;
+    let args = file_args(&format!("kafka://{brokers}/{topic}"));
+    let report = run_simulate(&args, CancellationToken::new())
+        .await
+        .expect("simulate to kafka");
+    assert!(report.events > 100, "{report}");
+
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .set("group.id", crate::kafka::unique("sim-reader"))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    consumer.subscribe(&[&topic]).expect("subscribe");
+    let mut seen = 0u64;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while seen < report.events && std::time::Instant::now() < deadline {
+        let Some(msg) = consumer.poll(std::time::Duration::from_millis(500)) else {
+            continue;
+        };
+        let msg = msg.expect("message");
+        let v: serde_json::Value =
+            serde_json::from_slice(msg.payload().expect("payload")).expect("json");
+        assert_eq!(
+            msg.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+            v["user_id"].as_str().map(str::to_owned),
+            "keyed by user"
+        );
+        seen += 1;
+    }
+    assert_eq!(seen, report.events, "every simulated event is on the topic");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recovery_attack_shows_in_the_kpis_and_on_metrics() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut c = config(dir.path());
+    c.kpi_gauges.enabled = false;
+    let server = Server::start(c).await;
+    let mut args = file_args(&server.base);
+    args.scenario = scenario("recovery-attack", Some(2_000), Some(5));
+    args.percent = None;
+    args.start = Some("2026-11-20T00:00:00Z".to_owned());
+    run_simulate(&args, CancellationToken::new())
+        .await
+        .expect("simulate");
+    let kpis: serde_json::Value = server
+        .client
+        .get(format!("{}/v1/kpis", server.base))
+        .query(&[
+            ("rp_id", "shop.example"),
+            ("from", "2026-11-20T00:00:00Z"),
+            ("to", "2026-11-25T00:00:00Z"),
+            ("interval", "day"),
+            ("kpi", "recovery_per_1k_signins"),
+        ])
+        .send()
+        .await
+        .expect("kpis")
+        .json()
+        .await
+        .expect("json");
+    // Day 3 (the 23rd) holds the burst: its sms recoveries dwarf the others.
+    let sms = |day: &str| {
+        kpis["kpis"][0]["series"]
+            .as_array()
+            .expect("series")
+            .iter()
+            .find(|p| p["key"] == "sms" && p["t"].as_str().is_some_and(|t| t.starts_with(day)))
+            .and_then(|p| p["numerator"].as_f64())
+            .unwrap_or(0.0)
+    };
+    let (burst, before) = (sms("2026-11-23"), sms("2026-11-22"));
+    assert!(
+        burst >= 900.0 && burst > 10.0 * before.max(1.0),
+        "{burst} vs {before}: {kpis}"
+    );
+
+    let metrics = server
+        .client
+        .get(format!("{}/metrics", server.base))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    let started: f64 = metrics
+        .lines()
+        .filter(|l| {
+            l.starts_with("keyshift_recoveries_total{")
+                && l.contains("channel=\"sms\"")
+                && l.contains("stage=\"started\"")
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert!(
+        started >= 900.0,
+        "sms recovery starts on /metrics: {started}"
+    );
+    server.stop().await;
+}

@@ -20,9 +20,9 @@ use crate::common::event;
 
 /// The Kafka tests share one broker and one of them restarts it: run them
 /// one at a time.
-static BROKER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+pub(crate) static BROKER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-fn brokers() -> Option<String> {
+pub(crate) fn brokers() -> Option<String> {
     match std::env::var("KEYSHIFT_TEST_KAFKA") {
         Ok(b) if !b.is_empty() => Some(b),
         _ if std::env::var_os("CI").is_some() => {
@@ -40,7 +40,7 @@ fn brokers() -> Option<String> {
     }
 }
 
-async fn create_topic(brokers: &str, topic: &str, partitions: i32) {
+pub(crate) async fn create_topic(brokers: &str, topic: &str, partitions: i32) {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .create()
@@ -228,7 +228,7 @@ async fn wait_for(
     }
 }
 
-fn unique(prefix: &str) -> String {
+pub(crate) fn unique(prefix: &str) -> String {
     format!("{prefix}-{}", chrono::Utc::now().timestamp_micros())
 }
 

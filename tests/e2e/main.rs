@@ -12,3 +12,4 @@ mod prometheus;
 mod prometheus_server;
 mod rollout;
 mod security;
+mod status_page;
