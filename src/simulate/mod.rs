@@ -78,7 +78,8 @@ pub struct SimulateArgs {
     /// 0: as fast as the sink takes them.
     #[arg(long, default_value_t = 0.0)]
     pub speed: f64,
-    /// First simulated hour, RFC 3339 [default: now − the scenario's days].
+    /// First simulated hour, RFC 3339 [default: the last UTC midnight − the
+    /// scenario's days].
     #[arg(long)]
     pub start: Option<String>,
 }
