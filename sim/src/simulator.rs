@@ -187,28 +187,14 @@ impl Simulator {
             self.history(at, &mut lines);
         }
         for u in 0..self.users.len() {
-            let treatment = match (exposure, &self.buckets) {
-                (Some(e), Some((_, buckets))) => assign::enabled(buckets[u], e.percent),
-                _ => false,
-            };
-            let served = exposure.map(|e| Served {
-                rollout_id: &e.rollout_id,
-                treatment,
-                percent: f64::from(e.percent) / 100.0,
-            });
-            let ctx = Ctx {
-                at,
-                served,
-                treatment,
-                regression: regressions
-                    .iter()
-                    .find(|(browser, _, _, treatment_only)| {
-                        *browser
-                            == self.scenario.population.platforms[self.users[u].platform].browser
-                            && (treatment || !treatment_only)
-                    })
-                    .map(|(_, rate, error, _)| (*rate, error.clone())),
-            };
+            let mut ctx = self.ctx(u, at, exposure);
+            let browser = &self.scenario.population.platforms[self.users[u].platform].browser;
+            ctx.regression = regressions
+                .iter()
+                .find(|(b, _, _, treatment_only)| {
+                    b == browser && (ctx.treatment || !treatment_only)
+                })
+                .map(|(_, rate, error, _)| (*rate, error.clone()));
             if self.rng.random_bool(p_loss) {
                 self.device_lost(u, &ctx, &mut lines);
             }
@@ -292,20 +278,7 @@ impl Simulator {
         for (channel, n, completion) in bursts {
             for _ in 0..n {
                 let u = self.rng.random_range(0..self.users.len());
-                let treatment = match (exposure, &self.buckets) {
-                    (Some(e), Some((_, buckets))) => assign::enabled(buckets[u], e.percent),
-                    _ => false,
-                };
-                let ctx = Ctx {
-                    at,
-                    served: exposure.map(|e| Served {
-                        rollout_id: &e.rollout_id,
-                        treatment,
-                        percent: f64::from(e.percent) / 100.0,
-                    }),
-                    treatment,
-                    regression: None,
-                };
+                let ctx = self.ctx(u, at, exposure);
                 let t = at + self.seconds_into_hour();
                 self.recovery(u, &ctx, t, &channel, completion, lines);
             }
@@ -315,6 +288,25 @@ impl Simulator {
     pub(crate) fn seconds_into_hour(&mut self) -> chrono::Duration {
         // Sessions start early enough to end within the hour they belong to.
         chrono::Duration::seconds(self.rng.random_range(0..3000))
+    }
+
+    /// User `u`'s variant under `exposure` (by the controller's hash), for
+    /// an hour starting `at`; no incident yet.
+    fn ctx<'a>(&self, u: usize, at: DateTime<Utc>, exposure: Option<&'a Exposure>) -> Ctx<'a> {
+        let treatment = match (exposure, &self.buckets) {
+            (Some(e), Some((_, buckets))) => assign::enabled(buckets[u], e.percent),
+            _ => false,
+        };
+        Ctx {
+            at,
+            served: exposure.map(|e| Served {
+                rollout_id: &e.rollout_id,
+                treatment,
+                percent: f64::from(e.percent) / 100.0,
+            }),
+            treatment,
+            regression: None,
+        }
     }
 
     /// Emits one event about user `u`.
