@@ -8,6 +8,7 @@ pub mod bench;
 pub mod config;
 pub mod demo;
 pub mod kpis_cmd;
+pub mod report_cmd;
 pub mod simulate;
 pub mod sql_cmd;
 pub mod synth;

@@ -96,6 +96,15 @@ enum Command {
         #[command(flatten)]
         args: keyshift::kpis_cmd::KpisArgs,
     },
+    /// The passkey adoption report (cohorts, platforms, credential mix,
+    /// at-risk holders, recoveries, support contacts): report.md, CSV files
+    /// and PNG charts, computed with polars over the table's Parquet files.
+    Report {
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        #[command(flatten)]
+        args: keyshift::report_cmd::ReportArgs,
+    },
     /// A simulated relying party: its users' auth events, sent to a
     /// collector, a Kafka topic or a file, on a compressed clock.
     Simulate(keyshift::simulate::SimulateArgs),
@@ -200,7 +209,9 @@ async fn main_async(cli: Cli) -> anyhow::Result<()> {
             kafka_topic: topic.clone(),
             ..Overrides::default()
         },
-        Command::Sql { data_dir, .. } | Command::Kpis { data_dir, .. } => Overrides {
+        Command::Sql { data_dir, .. }
+        | Command::Kpis { data_dir, .. }
+        | Command::Report { data_dir, .. } => Overrides {
             data_dir: data_dir.clone(),
             ..Overrides::default()
         },
@@ -229,6 +240,10 @@ async fn main_async(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Kpis { args, .. } => {
             let text = keyshift::kpis_cmd::run_kpis(&config, &args).await?;
+            write_stdout(&text)
+        }
+        Command::Report { args, .. } => {
+            let text = keyshift::report_cmd::run_report(&config, &args).await?;
             write_stdout(&text)
         }
         Command::Simulate(args) => {

@@ -363,6 +363,10 @@ impl Summary<'_> {
         );
         let _ = writeln!(
             o,
+            "  keyshift report --data-dir {dir} --rp-id {rp} --out {dir}/report   # cohorts, charts, CSV"
+        );
+        let _ = writeln!(
+            o,
             "  keyshift sql --data-dir {dir} \"SELECT seq, decided_at, action, from_percent, to_percent, reason FROM rollout_decisions ORDER BY seq\""
         );
         let _ = writeln!(

@@ -10,6 +10,7 @@ mod kpis;
 mod openapi;
 mod prometheus;
 mod prometheus_server;
+mod report;
 mod rollout;
 mod security;
 mod status_page;

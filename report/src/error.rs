@@ -1,0 +1,40 @@
+//! The report's one error type.
+
+use std::path::PathBuf;
+
+/// What can stop a report.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    /// polars could not read the files or compute a section.
+    #[error("{section}: {source}")]
+    Polars {
+        section: &'static str,
+        #[source]
+        source: polars::error::PolarsError,
+    },
+    /// A file of the report could not be written.
+    #[error("writing {}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A chart could not be drawn.
+    #[error("drawing {chart}: {message}")]
+    Chart {
+        chart: &'static str,
+        message: String,
+    },
+    /// The request makes no sense (an empty range…).
+    #[error("{0}")]
+    Invalid(String),
+}
+
+pub type Result<T> = std::result::Result<T, ReportError>;
+
+/// Tags a polars error with the section that was being computed.
+pub(crate) fn polars(
+    section: &'static str,
+) -> impl FnOnce(polars::error::PolarsError) -> ReportError {
+    move |source| ReportError::Polars { section, source }
+}
