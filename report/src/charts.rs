@@ -84,6 +84,8 @@ pub fn draw(path: &Path, chart: &LineChart<'_>) -> Result<()> {
     let mut plot = ChartBuilder::on(&root)
         .caption(chart.title, ("sans-serif", 24))
         .margin(16)
+        // The last x label is centred on the last point: room for its half.
+        .margin_right(44)
         .x_label_area_size(44)
         .y_label_area_size(64)
         .build_cartesian_2d(-0.2..x_max + 0.2, 0.0..y_max)

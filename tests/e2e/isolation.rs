@@ -220,8 +220,11 @@ async fn sigterm_during_a_runaway_query_exits_in_time_and_keeps_what_was_acknowl
     wait_running(&client, &process.base, 1.0).await;
     // The query burns CPU on the query threads, not on the threads that
     // serve the API and ingest.
+    // Two seconds, and a floor of a quarter of a core: the other tests of the
+    // binary share the machine's two cores, so the query gets what is left;
+    // run on the server threads instead it would show ~0 here.
     let before = process.cpu_ticks_by_thread_name();
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
     let after = process.cpu_ticks_by_thread_name();
     // Ticks used by the threads whose name starts with `prefix`.
     let used = |prefix: &str| -> u64 {
@@ -235,12 +238,12 @@ async fn sigterm_during_a_runaway_query_exits_in_time_and_keeps_what_was_acknowl
     };
     assert!(
         used("keyshift-query") >= 50,
-        "query threads used {} ticks in 1 s: {after:?}",
+        "query threads used {} ticks in 2 s: {after:?}",
         used("keyshift-query")
     );
     assert!(
-        used("tokio-") <= 10,
-        "server threads used {} ticks in 1 s while a query ran: {after:?}",
+        used("tokio-") <= 20,
+        "server threads used {} ticks in 2 s while a query ran: {after:?}",
         used("tokio-")
     );
     acknowledged += post(batch("while", 300)).await;
