@@ -77,38 +77,18 @@ pub fn range(
 
 /// A local path from a file URI of the table (`file://…` or a plain path).
 fn local(uri: &str) -> anyhow::Result<PathBuf> {
-    if let Some(rest) = uri.strip_prefix("file://") {
-        return url_path(rest);
-    }
     if Path::new(uri).is_absolute() {
         return Ok(PathBuf::from(uri));
     }
-    bail!(
-        "{uri} is not on local disk: keyshift report reads tables on local disk only \
-         (for object storage, query with `keyshift kpis` or a Delta reader)"
-    )
-}
-
-fn url_path(rest: &str) -> anyhow::Result<PathBuf> {
-    // Percent-escapes only (partition directories such as `event_date=…`).
-    let bytes = rest.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("");
-            if let Ok(b) = u8::from_str_radix(hex, 16) {
-                out.push(b);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
+    match url::Url::parse(uri) {
+        Ok(u) if u.scheme() == "file" => u
+            .to_file_path()
+            .map_err(|()| anyhow::anyhow!("{uri} is not a local file path")),
+        _ => bail!(
+            "{uri} is not on local disk: keyshift report reads tables on local disk only \
+             (for object storage, query with `keyshift kpis` or a Delta reader)"
+        ),
     }
-    Ok(PathBuf::from(
-        String::from_utf8(out).context("a file path that is not UTF-8")?,
-    ))
 }
 
 /// Reads the data dir of `config` and computes the report.

@@ -13,7 +13,7 @@
 use polars::prelude::*;
 
 use crate::error::{Result, polars};
-use crate::load::{is, ratio};
+use crate::load::{counts, full_join, is, passkey_counts, ratio};
 
 /// The breakdown of `[from, to)` (already filtered) by `column`, sorted by
 /// offered users (most first), then by value.
@@ -39,27 +39,12 @@ pub fn breakdown(range: LazyFrame, column: &str) -> Result<DataFrame> {
     let passkeys = ranged
         .filter(is("enrollment.succeeded"))
         .group_by([col("value")])
-        .agg([
-            len().alias("passkeys"),
-            col("credential_backup_eligible")
-                .fill_null(lit(false))
-                .sum()
-                .alias("synced"),
-        ]);
-    let counts = ["offered", "enrolled", "active", "passkeys", "synced"];
+        .agg(passkey_counts());
     per_user
-        .join(
-            passkeys,
-            [col("value")],
-            [col("value")],
-            JoinArgs::new(JoinType::Full).with_coalesce(JoinCoalesce::CoalesceColumns),
-        )
-        .with_columns(
-            counts
-                .iter()
-                .map(|c| col(*c).fill_null(lit(0)).cast(DataType::UInt64))
-                .collect::<Vec<_>>(),
-        )
+        .join(passkeys, [col("value")], [col("value")], full_join())
+        .with_columns(counts(&[
+            "offered", "enrolled", "active", "passkeys", "synced",
+        ]))
         .select([
             col("value").alias(column_label(column)),
             col("offered"),

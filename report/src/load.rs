@@ -133,6 +133,33 @@ pub fn per_thousand(num: Expr, den: Expr) -> Expr {
     ratio(num, den) * lit(1000.0)
 }
 
+/// The columns `names` as counts: a null (no row on one side of a join)
+/// is 0.
+pub fn counts(names: &[&str]) -> Vec<Expr> {
+    names
+        .iter()
+        .map(|c| col(*c).fill_null(lit(0)).cast(DataType::UInt64))
+        .collect()
+}
+
+/// A full join that keeps one copy of the key columns.
+pub fn full_join() -> JoinArgs {
+    JoinArgs::new(JoinType::Full).with_coalesce(JoinCoalesce::CoalesceColumns)
+}
+
+/// Over `enrollment.succeeded` rows: `passkeys` created and how many are
+/// `synced` (BE = 1; a missing flag counts as device-bound), as the KPI
+/// `credential_mix` counts them.
+pub fn passkey_counts() -> [Expr; 2] {
+    [
+        len().alias("passkeys"),
+        col("credential_backup_eligible")
+            .fill_null(lit(false))
+            .sum()
+            .alias("synced"),
+    ]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

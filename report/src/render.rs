@@ -207,12 +207,9 @@ fn charts(report: &Report, dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
         legend: SeriesLabelPosition::UpperRight,
     });
     let rec = &report.recovery;
-    let rec_weeks: Vec<i64> = {
-        let mut w: Vec<i64> = floats(rec, "week")
-            .into_iter()
-            .flatten()
-            .map(|v| v as i64)
-            .collect();
+    // Rows are sorted by week: one entry per week.
+    let rec_weeks: Vec<String> = {
+        let mut w = weeks(rec);
         w.dedup();
         w
     };
@@ -223,7 +220,7 @@ fn charts(report: &Report, dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
         c
     };
     let (rw, rc, rv) = (
-        floats(rec, "week"),
+        weeks(rec),
         strings(rec, "channel"),
         floats(rec, "starts_per_1k_active"),
     );
@@ -231,16 +228,16 @@ fn charts(report: &Report, dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
         name: "recovery",
         title: "Recovery starts per 1,000 active users, by channel",
         y_label: "starts per 1,000 active users",
-        x_labels: rec_weeks.iter().map(|&w| date(w)).collect(),
+        x_labels: rec_weeks.clone(),
         series: channels
             .iter()
             .map(|ch| Series {
                 name: ch.clone(),
                 values: rec_weeks
                     .iter()
-                    .map(|&w| {
+                    .map(|w| {
                         (0..rw.len())
-                            .find(|&i| rw[i] == Some(w as f64) && rc[i].as_deref() == Some(ch))
+                            .find(|&i| rw[i] == *w && rc[i].as_deref() == Some(ch))
                             .and_then(|i| rv[i])
                     })
                     .collect(),

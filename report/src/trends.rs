@@ -8,21 +8,12 @@
 use polars::prelude::*;
 
 use crate::error::{Result, polars};
-use crate::load::{WEEK_US, is, per_thousand, ratio, week, within};
+use crate::load::{
+    WEEK_US, counts, full_join, is, passkey_counts, per_thousand, ratio, week, within,
+};
 
 fn weekly(range: LazyFrame) -> LazyFrame {
     range.with_column(week(col("t")).alias("week"))
-}
-
-fn counts_u64(names: &[&str]) -> Vec<Expr> {
-    names
-        .iter()
-        .map(|c| col(*c).fill_null(lit(0)).cast(DataType::UInt64))
-        .collect()
-}
-
-fn full() -> JoinArgs {
-    JoinArgs::new(JoinType::Full).with_coalesce(JoinCoalesce::CoalesceColumns)
 }
 
 /// Passkeys created per week, synced (BE = 1) or device-bound — the KPI
@@ -31,14 +22,8 @@ pub fn credential_mix(range: LazyFrame) -> Result<DataFrame> {
     weekly(range)
         .filter(is("enrollment.succeeded"))
         .group_by([col("week")])
-        .agg([
-            len().alias("passkeys"),
-            col("credential_backup_eligible")
-                .fill_null(lit(false))
-                .sum()
-                .alias("synced"),
-        ])
-        .with_columns(counts_u64(&["passkeys", "synced"]))
+        .agg(passkey_counts())
+        .with_columns(counts(&["passkeys", "synced"]))
         .select([
             col("week"),
             col("passkeys"),
@@ -82,7 +67,7 @@ pub fn recovery(range: LazyFrame) -> Result<DataFrame> {
             [col("week")],
             JoinArgs::new(JoinType::Left),
         )
-        .with_columns(counts_u64(&["starts", "completions", "active_users"]))
+        .with_columns(counts(&["starts", "completions", "active_users"]))
         .select([
             col("week"),
             col("channel"),
@@ -116,8 +101,8 @@ pub fn support(range: LazyFrame) -> Result<DataFrame> {
         .group_by([col("week")])
         .agg([len().alias("contacts")]);
     contacts
-        .join(signins, [col("week")], [col("week")], full())
-        .with_columns(counts_u64(&["contacts", "signins"]))
+        .join(signins, [col("week")], [col("week")], full_join())
+        .with_columns(counts(&["contacts", "signins"]))
         .select([
             col("week"),
             col("contacts"),
@@ -194,7 +179,7 @@ pub fn at_risk(events: LazyFrame, from: i64, to: i64) -> Result<(DataFrame, (u64
     } else {
         concat(weeks, UnionArgs::default())
             .map_err(polars(section))?
-            .with_columns(counts_u64(&["holders", "at_risk"]))
+            .with_columns(counts(&["holders", "at_risk"]))
             .filter(col("holders").gt(lit(0)))
             .select([
                 col("week"),
@@ -206,7 +191,7 @@ pub fn at_risk(events: LazyFrame, from: i64, to: i64) -> Result<(DataFrame, (u64
             .map_err(polars(section))?
     };
     let total = holders(events, from, to)
-        .with_columns(counts_u64(&["holders", "at_risk"]))
+        .with_columns(counts(&["holders", "at_risk"]))
         .collect()
         .map_err(polars(section))?;
     let get = |name: &str| -> Result<u64> {
