@@ -35,6 +35,16 @@ pub enum ApiError {
     Timeout(String),
     #[error("internal error: {0}")]
     Internal(String),
+    /// The work was not done and retrying will not help; the details are in
+    /// the log under `error_id`, which the body carries.
+    #[error("{message} (error id {error_id})")]
+    Failed {
+        message: String,
+        error_id: String,
+        /// Whether keyshift itself is at fault (a bug) rather than its
+        /// environment.
+        bug: bool,
+    },
 }
 
 impl ApiError {
@@ -50,7 +60,7 @@ impl ApiError {
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
-            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Internal(_) | ApiError::Failed { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 }
@@ -61,11 +71,13 @@ impl IntoResponse for ApiError {
         if status.is_server_error() {
             tracing::warn!(%status, error = %self, "request failed");
         }
-        let mut resp = (
-            status,
-            Json(serde_json::json!({ "error": self.to_string() })),
-        )
-            .into_response();
+        let body = match &self {
+            ApiError::Failed { error_id, .. } => {
+                serde_json::json!({ "error": self.to_string(), "error_id": error_id })
+            }
+            _ => serde_json::json!({ "error": self.to_string() }),
+        };
+        let mut resp = (status, Json(body)).into_response();
         let headers = resp.headers_mut();
         match &self {
             ApiError::Unauthorized => {
@@ -87,3 +99,25 @@ impl IntoResponse for ApiError {
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn failed_is_a_500_that_names_its_error_id() {
+        let resp = ApiError::Failed {
+            message: "not stored".into(),
+            error_id: "0123456789abcdef".into(),
+            bug: true,
+        }
+        .into_response();
+        assert_eq!(resp.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let body = axum::body::to_bytes(resp.into_body(), 1 << 16)
+            .await
+            .expect("body");
+        let v: serde_json::Value = serde_json::from_slice(&body).expect("json");
+        assert_eq!(v["error_id"], "0123456789abcdef");
+        assert_eq!(v["error"], "not stored (error id 0123456789abcdef)");
+    }
+}

@@ -16,10 +16,11 @@ use axum::routing::post;
 use axum::{Json, Router};
 use chrono::Utc;
 use keyshift_http::{ApiError, ApiResult, Authenticator, Principal, read_body};
-use keyshift_store::Source;
+use keyshift_store::{ErrorKind, Source, new_error_id};
 use serde::Serialize;
 use serde_json::value::RawValue;
 use tokio::sync::Semaphore;
+use tracing::error;
 
 use crate::kafka::Forwarder;
 use crate::kafka::forward::ForwardSummary;
@@ -200,6 +201,7 @@ async fn post_events(
         Err(ApiError::PayloadTooLarge(_)) => "too_large",
         Err(ApiError::Unauthorized | ApiError::Forbidden(_)) => "unauthorized",
         Err(ApiError::Unavailable(_)) => "unavailable",
+        Err(ApiError::Failed { bug: true, .. }) => "bug",
         Err(_) => "error",
     });
     result
@@ -222,8 +224,15 @@ async fn handle(
     let cfg = state.config();
     let bytes = read_body(body, cfg.max_body_bytes).await?;
     let max_events = cfg.max_events_per_request;
-    let worker_failed =
-        |e: tokio::task::JoinError| ApiError::Internal(format!("request worker failed: {e}"));
+    let worker_failed = |e: tokio::task::JoinError| {
+        let error_id = new_error_id();
+        error!(error_id, error = %e, "request worker failed");
+        ApiError::Failed {
+            message: "the request failed inside keyshift; nothing was stored".to_owned(),
+            error_id,
+            bug: e.is_panic(),
+        }
+    };
     // Parsing and validating up to 5 MiB is CPU work: keep it off the
     // async workers.
     match state.sink {
@@ -238,7 +247,7 @@ async fn handle(
             let summary = pipeline
                 .commit(prepared, "http")
                 .await
-                .map_err(|e| retry_or_fail(&e, "the store could not commit"))?;
+                .map_err(|e| commit_error(&e, "the store could not commit"))?;
             Ok(Json(Outcome::Stored(summary)))
         }
         Sink::Kafka(forwarder) => {
@@ -253,7 +262,7 @@ async fn handle(
             forwarder
                 .send(&principal, messages)
                 .await
-                .map_err(|e| retry_or_fail(&e, "the broker did not acknowledge every event"))?;
+                .map_err(|e| commit_error(&e, "the broker did not acknowledge every event"))?;
             forwarder
                 .metrics()
                 .events("http", "forwarded", summary.forwarded);
@@ -262,17 +271,67 @@ async fn handle(
     }
 }
 
-fn retry_or_fail(e: &IngestError, what: &str) -> ApiError {
-    if e.is_retryable() {
-        ApiError::Unavailable(format!("{what}; retry with the same event ids: {e}"))
+/// The answer for events that were not stored: a retry with the same ids
+/// when it can succeed (503), otherwise a 500 that tells the client not to
+/// retry and names the log line with the cause.
+fn commit_error(e: &IngestError, what: &str) -> ApiError {
+    let kind = e.kind();
+    if kind.is_retryable() {
+        return ApiError::Unavailable(format!("{what}; retry with the same event ids: {e}"));
+    }
+    let error_id = match e.error_id() {
+        Some(id) => id.to_owned(),
+        None => {
+            let id = new_error_id();
+            error!(error_id = id, kind = kind.as_str(), error = %e, "events not stored");
+            id
+        }
+    };
+    let message = if kind == ErrorKind::Bug {
+        "the events were not stored because of a keyshift bug; retrying will not help, \
+         report the error id"
     } else {
-        ApiError::Internal(e.to_string())
+        "the events were not stored and retrying will not help until an operator fixes \
+         the store; see the log for the error id"
+    };
+    ApiError::Failed {
+        message: message.to_owned(),
+        error_id,
+        bug: kind == ErrorKind::Bug,
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use keyshift_store::StoreError;
+
+    #[test]
+    fn commit_errors_answer_by_kind() {
+        for kind in ErrorKind::ALL {
+            let e = IngestError::Store(StoreError::CommitFailed {
+                table: "auth_events",
+                kind,
+                error_id: "abc".into(),
+                message: "m".into(),
+            });
+            match (kind, commit_error(&e, "not committed")) {
+                (ErrorKind::Conflict | ErrorKind::Transient, ApiError::Unavailable(text)) => {
+                    assert!(text.contains("retry with the same event ids"), "{text}");
+                }
+                (ErrorKind::Fatal | ErrorKind::Bug, err @ ApiError::Failed { .. }) => {
+                    let ApiError::Failed { error_id, bug, .. } = &err else {
+                        unreachable!()
+                    };
+                    assert_eq!(error_id, "abc", "the writer's id, under which it logged");
+                    assert_eq!(*bug, kind == ErrorKind::Bug);
+                    assert!(!err.to_string().contains("retry with the same"), "{err}");
+                }
+                (kind, other) => panic!("{kind}: {other:?}"),
+            }
+        }
+    }
 
     #[test]
     fn ndjson_lines_are_items_and_blank_lines_are_skipped() {

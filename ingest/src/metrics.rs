@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use keyshift_schemas::{EventType, Payload, RecoveryChannel};
-use keyshift_store::EventRecord;
+use keyshift_store::{ErrorKind, EventRecord};
 use prometheus::{
     Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
     Registry,
@@ -36,7 +36,7 @@ impl IngestMetrics {
         let requests = IntCounterVec::new(
             Opts::new(
                 "keyshift_collector_requests_total",
-                "Collector requests by outcome (ok, bad_request, unauthorized, too_large, unavailable, error).",
+                "Collector requests by outcome (ok, bad_request, unauthorized, too_large, unavailable, bug, error).",
             ),
             &["outcome"],
         )?;
@@ -141,6 +141,7 @@ pub struct KafkaMetrics {
     replayed_dropped: IntCounter,
     offset_gaps: IntCounter,
     commit_conflicts: IntCounter,
+    batch_errors: IntCounterVec,
     receive_errors: IntCounter,
 }
 
@@ -184,8 +185,20 @@ impl KafkaMetrics {
         )?;
         let commit_conflicts = IntCounter::new(
             "keyshift_kafka_commit_conflicts_total",
-            "Batches refused by the table (another writer owned the partition); re-read.",
+            "Batches refused by the table because another writer committed first (another \
+             member owned the partition); re-read from the table.",
         )?;
+        let batch_errors = IntCounterVec::new(
+            Opts::new(
+                "keyshift_kafka_batch_errors_total",
+                "Batches that failed, by what a retry can do (kind: conflict and transient are \
+                 re-read from the table; fatal and bug stop the consumer).",
+            ),
+            &["kind"],
+        )?;
+        for kind in ErrorKind::ALL {
+            batch_errors.with_label_values(&[kind.as_str()]);
+        }
         let receive_errors = IntCounter::new(
             "keyshift_kafka_receive_errors_total",
             "Errors reported by the consumer (broker down, timeouts).",
@@ -197,6 +210,7 @@ impl KafkaMetrics {
         registry.register(Box::new(replayed_dropped.clone()))?;
         registry.register(Box::new(offset_gaps.clone()))?;
         registry.register(Box::new(commit_conflicts.clone()))?;
+        registry.register(Box::new(batch_errors.clone()))?;
         registry.register(Box::new(receive_errors.clone()))?;
         Ok(Self {
             lag,
@@ -206,6 +220,7 @@ impl KafkaMetrics {
             replayed_dropped,
             offset_gaps,
             commit_conflicts,
+            batch_errors,
             receive_errors,
         })
     }
@@ -240,8 +255,12 @@ impl KafkaMetrics {
         self.offset_gaps.inc();
     }
 
-    pub(crate) fn commit_conflict(&self) {
-        self.commit_conflicts.inc();
+    /// A batch that did not commit.
+    pub(crate) fn batch_error(&self, kind: ErrorKind) {
+        self.batch_errors.with_label_values(&[kind.as_str()]).inc();
+        if kind == ErrorKind::Conflict {
+            self.commit_conflicts.inc();
+        }
     }
 
     pub(crate) fn receive_error(&self) {

@@ -58,6 +58,9 @@ pub struct StartOptions {
     /// `false`: the controller is not run on a timer; the caller drives it
     /// with [`Controller::tick`] (the demo's simulated clock).
     pub run_controller: bool,
+    /// Faults injected into the store writer's commits (tests only).
+    #[doc(hidden)]
+    pub writer_faults: Option<keyshift_store::writer::Faults>,
 }
 
 impl Default for StartOptions {
@@ -66,6 +69,7 @@ impl Default for StartOptions {
             clock: Arc::new(chrono::Utc::now),
             watermark: None,
             run_controller: true,
+            writer_faults: None,
         }
     }
 }
@@ -75,6 +79,7 @@ impl std::fmt::Debug for StartOptions {
         f.debug_struct("StartOptions")
             .field("watermark", &self.watermark)
             .field("run_controller", &self.run_controller)
+            .field("writer_faults", &self.writer_faults.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -148,11 +153,12 @@ pub async fn start_with(
     // The writer outlives the listener: it is stopped only after requests
     // have drained, so nothing accepted is left uncommitted.
     let writer_stop = CancellationToken::new();
-    let (writer, writer_task) = Writer::spawn(
+    let (writer, writer_task) = Writer::spawn_with(
         tables,
         config.store.clone(),
         store_metrics,
         writer_stop.clone(),
+        options.writer_faults.clone().unwrap_or_default(),
     )?;
     // Queries run on their own runtime; shutdown cancels those in flight.
     let executor = QueryExecutor::new(

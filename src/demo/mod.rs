@@ -127,6 +127,7 @@ pub async fn run_demo(
         },
         watermark: Some(watermark.clone()),
         run_controller: false,
+        ..StartOptions::default()
     };
     let running = start_with(config.clone(), shutdown.clone(), options).await?;
     let base_url = format!("http://{}", running.addr);

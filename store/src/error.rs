@@ -1,7 +1,57 @@
-//! The store's error type. [`StoreError::is_retryable`] is the one place that
-//! decides whether a caller may try again.
+//! The store's error type and the one classification of failures,
+//! [`ErrorKind`]: [`StoreError::kind`] decides whether a caller may try again,
+//! and every crate above keeps that kind instead of deciding anew.
 
-use deltalake::DeltaTableError;
+use deltalake::kernel::transaction::{CommitConflictError, TransactionError};
+use deltalake::{DeltaTableError, ObjectStoreError};
+
+/// What trying again can do about a failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorKind {
+    /// Another writer committed first: reload and the retry succeeds.
+    Conflict,
+    /// I/O, capacity or shutdown: the same call may succeed later.
+    Transient,
+    /// Configuration, permissions or table state that retrying cannot fix.
+    Fatal,
+    /// keyshift produced something invalid (an encoding or schema error, a
+    /// panic): retrying the same input fails the same way.
+    Bug,
+}
+
+impl ErrorKind {
+    /// Every kind, in label order.
+    pub const ALL: [ErrorKind; 4] = [Self::Conflict, Self::Transient, Self::Fatal, Self::Bug];
+
+    /// Whether the same operation may succeed if tried again.
+    pub fn is_retryable(self) -> bool {
+        matches!(self, Self::Conflict | Self::Transient)
+    }
+
+    /// The metric label and log field value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Conflict => "conflict",
+            Self::Transient => "transient",
+            Self::Fatal => "fatal",
+            Self::Bug => "bug",
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A short random id that ties a client's error answer to the log line
+/// holding the details.
+pub fn new_error_id() -> String {
+    let mut id = uuid::Uuid::new_v4().simple().to_string();
+    id.truncate(16);
+    id
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -63,9 +113,15 @@ pub enum StoreError {
         expected: i64,
         found: Option<i64>,
     },
-    #[error("commit to {table} failed and was not applied: {message}")]
+    /// A group commit failed; every request in it gets this, with the kind
+    /// of the root cause and the id under which the cause was logged.
+    #[error(
+        "commit to {table} failed and was not applied ({kind}, error id {error_id}): {message}"
+    )]
     CommitFailed {
         table: &'static str,
+        kind: ErrorKind,
+        error_id: String,
         message: String,
     },
 }
@@ -81,24 +137,112 @@ impl StoreError {
         move |source| StoreError::Arrow { table, source }
     }
 
-    /// Whether the same operation may succeed if tried again (transient I/O,
-    /// a lost commit race). Everything else is a bug or a misconfiguration.
-    pub fn is_retryable(&self) -> bool {
+    /// What trying again can do: the one place that classifies store
+    /// failures.
+    pub fn kind(&self) -> ErrorKind {
         match self {
-            StoreError::Delta { source, .. } => matches!(
-                source,
-                DeltaTableError::ObjectStore { .. }
-                    | DeltaTableError::Io { .. }
-                    | DeltaTableError::VersionAlreadyExists(_)
-                    | DeltaTableError::Transaction { .. }
-            ),
-            StoreError::CommitFailed { .. }
-            | StoreError::QueryTimeout(_)
+            StoreError::Delta { source, .. } => delta_kind(source),
+            StoreError::CommitFailed { kind, .. } => *kind,
+            StoreError::Arrow { .. } | StoreError::QueryPanicked(_) | StoreError::Decode(_) => {
+                ErrorKind::Bug
+            }
+            StoreError::QueryTimeout(_)
             | StoreError::Busy { .. }
-            | StoreError::ShuttingDown => true,
-            StoreError::Io { .. } => true,
-            _ => false,
+            | StoreError::ShuttingDown
+            | StoreError::Io { .. } => ErrorKind::Transient,
+            // A lost decision race must stop the controller, and queries
+            // keep their own HTTP mapping (see the metrics crate).
+            StoreError::Fenced { .. }
+            | StoreError::WriterClosed
+            | StoreError::Location { .. }
+            | StoreError::NotReadOnly(_)
+            | StoreError::QueryMemory { .. }
+            | StoreError::Query(_) => ErrorKind::Fatal,
         }
+    }
+
+    /// Whether the same operation may succeed if tried again (a lost commit
+    /// race, transient I/O). Everything else is a bug or a misconfiguration.
+    pub fn is_retryable(&self) -> bool {
+        self.kind().is_retryable()
+    }
+
+    /// The table the failure happened on, when it was a table operation.
+    pub fn table(&self) -> Option<&'static str> {
+        match self {
+            StoreError::Delta { table, .. }
+            | StoreError::Arrow { table, .. }
+            | StoreError::CommitFailed { table, .. } => Some(table),
+            _ => None,
+        }
+    }
+
+    /// The id under which the writer logged this failure's cause.
+    pub fn error_id(&self) -> Option<&str> {
+        match self {
+            StoreError::CommitFailed { error_id, .. } => Some(error_id),
+            _ => None,
+        }
+    }
+}
+
+/// deltalake's errors by what a retry can do. A commit race is a conflict;
+/// storage I/O is transient unless the store refused us for good; whatever
+/// says the data or the log we wrote is malformed is our bug.
+fn delta_kind(e: &DeltaTableError) -> ErrorKind {
+    use DeltaTableError as D;
+    match e {
+        D::VersionAlreadyExists(_) => ErrorKind::Conflict,
+        D::Transaction { source } => transaction_kind(source),
+        D::ObjectStore { source } => object_store_kind(source),
+        D::Io { .. } => ErrorKind::Transient,
+        D::Arrow { .. }
+        | D::Parquet { .. }
+        | D::SchemaMismatch { .. }
+        | D::InvalidData { .. }
+        | D::InvalidStatsJson { .. }
+        | D::SerializeLogJson { .. }
+        | D::CommitValidation { .. }
+        | D::Generic(_)
+        | D::GenericError { .. } => ErrorKind::Bug,
+        _ => ErrorKind::Fatal,
+    }
+}
+
+fn transaction_kind(e: &TransactionError) -> ErrorKind {
+    use CommitConflictError as C;
+    match e {
+        TransactionError::VersionAlreadyExists(_) | TransactionError::MaxCommitAttempts(_) => {
+            ErrorKind::Conflict
+        }
+        TransactionError::CommitConflict(conflict) => match conflict {
+            C::ConcurrentAppend
+            | C::ConcurrentDeleteRead
+            | C::ConcurrentDeleteDelete
+            | C::MetadataChanged
+            | C::ConcurrentTransaction => ErrorKind::Conflict,
+            C::Predicate { .. } => ErrorKind::Bug,
+            _ => ErrorKind::Fatal,
+        },
+        TransactionError::ObjectStore { source } => object_store_kind(source),
+        TransactionError::LogStoreError { .. } => ErrorKind::Transient,
+        TransactionError::SerializeLogJson { .. } => ErrorKind::Bug,
+        _ => ErrorKind::Fatal,
+    }
+}
+
+fn object_store_kind(e: &ObjectStoreError) -> ErrorKind {
+    use ObjectStoreError as O;
+    match e {
+        // Conditional puts: another writer created the object first.
+        O::AlreadyExists { .. } | O::Precondition { .. } => ErrorKind::Conflict,
+        O::PermissionDenied { .. }
+        | O::Unauthenticated { .. }
+        | O::UnknownConfigurationKey { .. }
+        | O::NotSupported { .. }
+        | O::NotImplemented { .. } => ErrorKind::Fatal,
+        O::InvalidPath { .. } => ErrorKind::Bug,
+        _ => ErrorKind::Transient,
     }
 }
 
@@ -115,3 +259,140 @@ impl StoreError {
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn delta(source: DeltaTableError) -> StoreError {
+        StoreError::Delta { table: "t", source }
+    }
+
+    fn io_error() -> std::io::Error {
+        std::io::Error::other("disk")
+    }
+
+    #[test]
+    fn every_failure_has_the_kind_a_retry_can_use() {
+        use ErrorKind::*;
+        let store = |source| DeltaTableError::ObjectStore { source };
+        let conflict = |c| DeltaTableError::Transaction {
+            source: TransactionError::CommitConflict(c),
+        };
+        let cases: Vec<(StoreError, ErrorKind)> = vec![
+            (delta(DeltaTableError::VersionAlreadyExists(3)), Conflict),
+            (
+                delta(conflict(CommitConflictError::ConcurrentAppend)),
+                Conflict,
+            ),
+            (
+                delta(conflict(CommitConflictError::ConcurrentTransaction)),
+                Conflict,
+            ),
+            (
+                delta(DeltaTableError::Transaction {
+                    source: TransactionError::MaxCommitAttempts(15),
+                }),
+                Conflict,
+            ),
+            (
+                delta(conflict(CommitConflictError::ProtocolChanged("x".into()))),
+                Fatal,
+            ),
+            (
+                delta(DeltaTableError::Transaction {
+                    source: TransactionError::DeltaTableAppendOnly,
+                }),
+                Fatal,
+            ),
+            (
+                delta(store(ObjectStoreError::Generic {
+                    store: "s3",
+                    source: Box::new(io_error()),
+                })),
+                Transient,
+            ),
+            (
+                delta(store(ObjectStoreError::Precondition {
+                    path: "p".into(),
+                    source: Box::new(io_error()),
+                })),
+                Conflict,
+            ),
+            (
+                delta(store(ObjectStoreError::PermissionDenied {
+                    path: "p".into(),
+                    source: Box::new(io_error()),
+                })),
+                Fatal,
+            ),
+            (delta(DeltaTableError::Io { source: io_error() }), Transient),
+            (
+                delta(DeltaTableError::SchemaMismatch { msg: "x".into() }),
+                Bug,
+            ),
+            (delta(DeltaTableError::Generic("x".into())), Bug),
+            (
+                delta(DeltaTableError::Parquet {
+                    source: deltalake::parquet::errors::ParquetError::General("x".into()),
+                }),
+                Bug,
+            ),
+            (delta(DeltaTableError::NotATable("x".into())), Fatal),
+            (delta(DeltaTableError::NotInitialized), Fatal),
+            (
+                StoreError::Arrow {
+                    table: "t",
+                    source: deltalake::arrow::error::ArrowError::ComputeError("x".into()),
+                },
+                Bug,
+            ),
+            (StoreError::QueryPanicked("x".into()), Bug),
+            (
+                StoreError::QueryTimeout(std::time::Duration::from_secs(1)),
+                Transient,
+            ),
+            (StoreError::ShuttingDown, Transient),
+            (
+                StoreError::Io {
+                    path: "p".into(),
+                    source: io_error(),
+                },
+                Transient,
+            ),
+            (StoreError::WriterClosed, Fatal),
+            (
+                StoreError::Fenced {
+                    app_id: "a".into(),
+                    expected: 2,
+                    found: Some(2),
+                },
+                Fatal,
+            ),
+        ];
+        for (error, kind) in &cases {
+            assert_eq!(error.kind(), *kind, "{error}");
+            assert_eq!(error.is_retryable(), kind.is_retryable(), "{error}");
+        }
+        for kind in ErrorKind::ALL {
+            let failed = StoreError::CommitFailed {
+                table: "auth_events",
+                kind,
+                error_id: "abc".into(),
+                message: "m".into(),
+            };
+            assert_eq!(failed.kind(), kind);
+            assert_eq!(failed.error_id(), Some("abc"));
+            assert_eq!(failed.table(), Some("auth_events"));
+            assert!(failed.to_string().contains(kind.as_str()));
+        }
+    }
+
+    #[test]
+    fn error_ids_are_short_and_distinct() {
+        let (a, b) = (new_error_id(), new_error_id());
+        assert_eq!(a.len(), 16);
+        assert!(a.chars().all(|c| c.is_ascii_hexdigit()));
+        assert_ne!(a, b);
+    }
+}

@@ -29,7 +29,7 @@ pub mod writer;
 
 pub use config::StoreConfig;
 pub use decisions::DecisionRecord;
-pub use error::{Result, StoreError};
+pub use error::{ErrorKind, Result, StoreError, new_error_id};
 pub use executor::{ExecutorSettings, Lane, QueryExecutor};
 pub use query::QueryEngine;
 pub use records::{EventRecord, RejectedRecord, Source};
@@ -41,6 +41,8 @@ pub const AUTH_EVENTS: &str = "auth_events";
 pub const REJECTED_EVENTS: &str = "rejected_events";
 pub const ROLLOUT_DECISIONS: &str = "rollout_decisions";
 
+#[cfg(test)]
+mod fault_tests;
 #[cfg(test)]
 mod limit_tests;
 #[cfg(test)]

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use crate::{AUTH_EVENTS, ErrorKind, REJECTED_EVENTS};
 use prometheus::{
     Gauge, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
 };
@@ -11,6 +12,7 @@ use prometheus::{
 pub struct StoreMetrics {
     commit_seconds: HistogramVec,
     rows_written: IntCounterVec,
+    commit_errors: IntCounterVec,
     last_commit: Gauge,
 }
 
@@ -34,6 +36,19 @@ impl StoreMetrics {
             ),
             &["table"],
         )?;
+        let commit_errors = IntCounterVec::new(
+            Opts::new(
+                "keyshift_store_commit_errors_total",
+                "Failed commits, by table and by what a retry can do (kind: conflict, \
+                 transient, fatal, bug).",
+            ),
+            &["table", "kind"],
+        )?;
+        for table in [AUTH_EVENTS, REJECTED_EVENTS] {
+            for kind in ErrorKind::ALL {
+                commit_errors.with_label_values(&[table, kind.as_str()]);
+            }
+        }
         let last_commit = Gauge::new(
             "keyshift_store_last_commit_timestamp_seconds",
             "Unix time of the last successful commit (the ingest watermark).",
@@ -41,9 +56,11 @@ impl StoreMetrics {
         registry.register(Box::new(last_commit.clone()))?;
         registry.register(Box::new(commit_seconds.clone()))?;
         registry.register(Box::new(rows_written.clone()))?;
+        registry.register(Box::new(commit_errors.clone()))?;
         Ok(Self {
             commit_seconds,
             rows_written,
+            commit_errors,
             last_commit,
         })
     }
@@ -63,6 +80,12 @@ impl StoreMetrics {
                 .unwrap_or_default();
             self.last_commit.set(now.as_secs_f64());
         }
+    }
+
+    pub(crate) fn commit_failed(&self, table: &'static str, kind: ErrorKind) {
+        self.commit_errors
+            .with_label_values(&[table, kind.as_str()])
+            .inc();
     }
 
     pub(crate) fn rows_written(&self, table: &'static str, n: usize) {

@@ -13,7 +13,7 @@ use crate::{
     EventRecord, QueryEngine, QueryExecutor, RejectedRecord, Source, StoreConfig, Tables, Writer,
 };
 
-fn record(i: usize) -> EventRecord {
+pub(crate) fn record(i: usize) -> EventRecord {
     let v = json!({
         "schema_version": 1, "event_id": format!("e{i}"), "event_type": "auth.succeeded",
         "occurred_at": "2026-11-20T10:00:00Z", "rp_id": "example.com", "user_id": "raw-user",
@@ -34,7 +34,7 @@ fn record(i: usize) -> EventRecord {
 
 /// Both tables, new, under a fresh temporary directory (kept alive by the
 /// returned guard) and that directory as a root string.
-async fn fresh_tables() -> (tempfile::TempDir, String, Tables) {
+pub(crate) async fn fresh_tables() -> (tempfile::TempDir, String, Tables) {
     let dir = tempfile::tempdir().expect("tempdir");
     let root = dir.path().to_str().expect("utf8").to_owned();
     let tables = Tables::open_or_create(&root, &Default::default())
@@ -44,7 +44,7 @@ async fn fresh_tables() -> (tempfile::TempDir, String, Tables) {
 }
 
 /// A malformed-JSON rejection from `source`.
-fn rejected(source: Source) -> RejectedRecord {
+pub(crate) fn rejected(source: Source) -> RejectedRecord {
     RejectedRecord {
         received_at: Utc::now(),
         source,
@@ -62,7 +62,7 @@ fn executor() -> QueryExecutor {
     QueryExecutor::standalone(&StoreConfig::default()).expect("query runtime")
 }
 
-fn limits() -> QueryLimits {
+pub(crate) fn limits() -> QueryLimits {
     QueryLimits::from(&StoreConfig::default())
 }
 
@@ -94,7 +94,7 @@ async fn reopened_count(root: &str) -> i64 {
     count(&engine, "SELECT count(*) FROM auth_events").await
 }
 
-async fn count(engine: &QueryEngine, sql: &str) -> i64 {
+pub(crate) async fn count(engine: &QueryEngine, sql: &str) -> i64 {
     let out = engine.sql(sql).await.expect("query");
     let col = out.batches[0].column(0);
     col.as_any()
@@ -276,9 +276,11 @@ async fn txn_versions_commit_with_rows_and_fence_a_stale_writer() {
     let stale = second
         .write_with_txns(vec![record(100)], Vec::new(), vec![(app.clone(), 12)])
         .await;
-    assert!(
-        stale.is_err(),
-        "a writer with a stale position must be refused"
+    let refused = stale.expect_err("a writer with a stale position must be refused");
+    assert_eq!(
+        refused.kind(),
+        crate::ErrorKind::Conflict,
+        "a lost commit race is a conflict (retry from the table): {refused}"
     );
 
     let seen = second.refresh(vec![app.clone()]).await.expect("refresh")[&app];

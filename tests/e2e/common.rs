@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use keyshift::config::Config;
-use keyshift::{Running, start};
+use keyshift::{Running, StartOptions, start_with};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
@@ -23,8 +23,13 @@ pub fn config(dir: &Path) -> Config {
 
 impl Server {
     pub async fn start(config: Config) -> Server {
+        Self::start_with(config, StartOptions::default()).await
+    }
+
+    /// [`Server::start`] with options (injected faults, a clock).
+    pub async fn start_with(config: Config, options: StartOptions) -> Server {
         let token = config.auth.admin_tokens.first().cloned();
-        let running = start(config, CancellationToken::new())
+        let running = start_with(config, CancellationToken::new(), options)
             .await
             .expect("server starts");
         let base = format!("http://{}", running.addr);

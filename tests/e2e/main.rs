@@ -4,6 +4,7 @@
 mod collector;
 mod common;
 mod demo;
+mod errors;
 mod isolation;
 mod kafka;
 mod kpis;

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use keyshift_http::Principal;
-use keyshift_store::{QueryEngine, Source, StoreError};
+use keyshift_store::{ErrorKind, QueryEngine, Source, StoreError};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
@@ -18,7 +18,9 @@ use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
-use super::{KafkaConfig, OffsetPolicy, SCOPE_HEADER, StartFrom, app_id, client_config};
+use super::{
+    KafkaConfig, OffsetPolicy, SCOPE_HEADER, StartFrom, app_id, client_config, kafka_kind,
+};
 use crate::metrics::KafkaMetrics;
 use crate::pipeline::{IngestSummary, Input, Item, Pipeline, Prepared};
 use crate::watermark::IngestWatermark;
@@ -179,6 +181,7 @@ pub async fn run_consumer(
     let kafka = |e: rdkafka::error::KafkaError| IngestError::Kafka {
         topic: cfg.topic.clone(),
         message: e.to_string(),
+        kind: kafka_kind(&e),
     };
     let ctx = Ctx {
         topic: cfg.topic.clone(),
@@ -219,7 +222,12 @@ pub async fn run_consumer(
     };
     let result = state.run(shutdown).await;
     if let Err(e) = &result {
-        error!(error = %e, "kafka consumer stopped on error");
+        error!(
+            error_id = e.error_id(),
+            kind = e.kind().as_str(),
+            error = %e,
+            "kafka consumer stopped on error"
+        );
     }
     result
 }
@@ -256,7 +264,7 @@ impl Loop {
                     info!("kafka consumer stopped");
                     return Ok(());
                 }
-                res = join_in_flight(&mut self.in_flight) => {
+                res = join_in_flight(&mut self.in_flight, &self.cfg.topic) => {
                     self.settle(res).await?;
                     let due = deadline.is_some_and(|d| d <= tokio::time::Instant::now());
                     if full || due {
@@ -386,6 +394,7 @@ impl Loop {
             .map_err(|e| IngestError::Kafka {
                 topic: self.cfg.topic.clone(),
                 message: format!("seeking partition {partition} to {offset:?}: {e}"),
+                kind: kafka_kind(&e),
             })
     }
 
@@ -508,9 +517,8 @@ impl Loop {
                         pipeline.abandon(prepared);
                         (
                             Vec::new(),
-                            Err(IngestError::Kafka {
+                            Err(IngestError::EarlierBatchFailed {
                                 topic: batch.topic.clone(),
-                                message: "an earlier batch was not committed".to_owned(),
                             }),
                         )
                     }
@@ -532,7 +540,7 @@ impl Loop {
     /// Waits for every batch in flight and settles them in order.
     async fn finish_in_flight(&mut self) -> Result<()> {
         while !self.in_flight.is_empty() {
-            let res = join_in_flight(&mut self.in_flight).await;
+            let res = join_in_flight(&mut self.in_flight, &self.cfg.topic).await;
             self.settle(res).await?;
         }
         Ok(())
@@ -573,42 +581,78 @@ impl Loop {
                 );
                 Ok(())
             }
-            Err(e) if e.is_retryable() => {
-                // Most likely another member committed these partitions
-                // (a rebalance we have not seen yet): start over from the
-                // table, dropping what was read after the refused batch too.
-                warn!(error = %e, "kafka batch not committed; repositioning from the table");
-                self.metrics.commit_conflict();
-                // Later batches wait for this one and give up without
-                // committing; collect them before re-reading.
-                while !self.in_flight.is_empty() {
-                    let _ = join_in_flight(&mut self.in_flight).await;
-                }
-                self.last_done = None;
-                self.buffer.clear();
-                self.first_buffered_at = None;
-                let parts: Vec<i32> = self.positions.keys().copied().collect();
-                self.position_from_table(&parts).await?;
-                for p in parts {
-                    let target = match self.positions.get(&p).and_then(|pos| pos.stored) {
-                        Some(stored) => Offset::Offset(stored + 1),
-                        None => match self.cfg.start_from {
-                            StartFrom::Earliest => Offset::Beginning,
-                            StartFrom::Latest => Offset::End,
-                        },
-                    };
-                    if let Some(pos) = self.positions.get_mut(&p) {
-                        pos.checked = true;
-                        pos.next = None;
+            Err(e) => {
+                let kind = e.kind();
+                self.metrics.batch_error(kind);
+                match on_batch_error(kind) {
+                    BatchAction::Reposition => {
+                        // Most likely another member committed these
+                        // partitions (a rebalance we have not seen yet), or
+                        // the store was away: start over from the table.
+                        warn!(kind = kind.as_str(), error = %e, "kafka batch not committed; repositioning from the table");
+                        self.reposition().await
                     }
-                    if let Err(e) = self.seek(p, target) {
-                        warn!(error = %e, partition = p, "seek after a failed commit");
+                    BatchAction::Stop => {
+                        error!(
+                            error_id = e.error_id(),
+                            kind = kind.as_str(),
+                            error = %e,
+                            "kafka batch failed and retrying cannot help: stopping the consumer"
+                        );
+                        Err(e)
                     }
                 }
-                Ok(())
             }
-            Err(e) => Err(e),
         }
+    }
+
+    /// Drops everything read after the last committed batch and seeks every
+    /// partition back to the table's position.
+    async fn reposition(&mut self) -> Result<()> {
+        // Later batches wait for the failed one and give up without
+        // committing; collect them before re-reading.
+        while !self.in_flight.is_empty() {
+            let _ = join_in_flight(&mut self.in_flight, &self.cfg.topic).await;
+        }
+        self.last_done = None;
+        self.buffer.clear();
+        self.first_buffered_at = None;
+        let parts: Vec<i32> = self.positions.keys().copied().collect();
+        self.position_from_table(&parts).await?;
+        for p in parts {
+            let target = match self.positions.get(&p).and_then(|pos| pos.stored) {
+                Some(stored) => Offset::Offset(stored + 1),
+                None => match self.cfg.start_from {
+                    StartFrom::Earliest => Offset::Beginning,
+                    StartFrom::Latest => Offset::End,
+                },
+            };
+            if let Some(pos) = self.positions.get_mut(&p) {
+                pos.checked = true;
+                pos.next = None;
+            }
+            if let Err(e) = self.seek(p, target) {
+                warn!(error = %e, partition = p, "seek after a failed commit");
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What the loop does about a batch that did not commit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BatchAction {
+    /// Re-read from the table's position: the retry can succeed.
+    Reposition,
+    /// Stop with the error: re-reading would fail the same way, forever.
+    Stop,
+}
+
+fn on_batch_error(kind: ErrorKind) -> BatchAction {
+    if kind.is_retryable() {
+        BatchAction::Reposition
+    } else {
+        BatchAction::Stop
     }
 }
 
@@ -659,10 +703,10 @@ impl Batch {
         }
         let mut parts = Vec::with_capacity(tasks.len());
         for t in tasks {
-            parts.push(t.await.map_err(|e| IngestError::Kafka {
-                topic: self.topic.clone(),
-                message: format!("batch worker failed: {e}"),
-            })?);
+            parts.push(
+                t.await
+                    .map_err(|e| IngestError::task(&self.topic, "batch worker", &e))?,
+            );
         }
         let mut prepared = Prepared::merge(parts);
         let done = &self.rejected_done;
@@ -705,19 +749,14 @@ impl Batch {
 /// The oldest batch in flight, once finished (pending when there is none).
 async fn join_in_flight(
     slot: &mut VecDeque<InFlight>,
+    topic: &str,
 ) -> (InFlight, Vec<i32>, Result<IngestSummary>) {
     let Some(f) = slot.front_mut() else {
         return std::future::pending().await;
     };
     let (had_rejections, res) = match (&mut f.task).await {
         Ok(r) => r,
-        Err(e) => (
-            Vec::new(),
-            Err(IngestError::Kafka {
-                topic: String::new(),
-                message: format!("batch task failed: {e}"),
-            }),
-        ),
+        Err(e) => (Vec::new(), Err(IngestError::task(topic, "batch task", &e))),
     };
     let Some(done) = slot.pop_front() else {
         unreachable!("the queue was checked above")
@@ -769,6 +808,7 @@ async fn send_dead_letters(
         res.map_err(|(e, _)| IngestError::Kafka {
             topic: dlq_topic.to_owned(),
             message: format!("producing a dead letter: {e}"),
+            kind: kafka_kind(&e),
         })?;
     }
     Ok(())
@@ -778,5 +818,21 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
     match deadline {
         Some(d) => tokio::time::sleep_until(d).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_failures_a_retry_can_fix_are_re_read() {
+        assert_eq!(on_batch_error(ErrorKind::Conflict), BatchAction::Reposition);
+        assert_eq!(
+            on_batch_error(ErrorKind::Transient),
+            BatchAction::Reposition
+        );
+        assert_eq!(on_batch_error(ErrorKind::Fatal), BatchAction::Stop);
+        assert_eq!(on_batch_error(ErrorKind::Bug), BatchAction::Stop);
     }
 }

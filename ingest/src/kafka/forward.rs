@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use keyshift_http::Principal;
 use keyshift_schemas::Doc;
+use keyshift_store::ErrorKind;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
@@ -87,6 +88,7 @@ impl Forwarder {
         .map_err(|e| IngestError::Kafka {
             topic: kafka.topic.clone(),
             message: format!("creating the producer: {e}"),
+            kind: ErrorKind::Fatal,
         })?;
         Ok(Self {
             producer,
@@ -188,6 +190,7 @@ impl Forwarder {
             Some(e) => Err(IngestError::Kafka {
                 topic: self.topic.clone(),
                 message: format!("the broker did not acknowledge a message: {e}"),
+                kind: super::kafka_kind(&e),
             }),
         }
     }

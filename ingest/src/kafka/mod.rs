@@ -153,3 +153,59 @@ pub(crate) fn client_config(
 pub fn app_id(topic: &str, partition: i32) -> String {
     format!("keyshift-{topic}-{partition}")
 }
+
+/// What a retry can do about a Kafka client error: refusals that stay
+/// refusals (configuration, authorization, a message over the size limit)
+/// are fatal; everything else (timeouts, a broker away) is transient.
+pub(crate) fn kafka_kind(e: &rdkafka::error::KafkaError) -> keyshift_store::ErrorKind {
+    use keyshift_store::ErrorKind;
+    use rdkafka::error::{KafkaError, RDKafkaErrorCode as Code};
+    if matches!(
+        e,
+        KafkaError::ClientConfig(..) | KafkaError::ClientCreation(_) | KafkaError::Nul(_)
+    ) {
+        return ErrorKind::Fatal;
+    }
+    match e.rdkafka_error_code() {
+        Some(
+            Code::MessageSizeTooLarge
+            | Code::InvalidRecord
+            | Code::TopicAuthorizationFailed
+            | Code::GroupAuthorizationFailed
+            | Code::ClusterAuthorizationFailed
+            | Code::SaslAuthenticationFailed
+            | Code::Authentication
+            | Code::InvalidArgument
+            | Code::ProducerFenced
+            | Code::Fatal,
+        ) => ErrorKind::Fatal,
+        _ => ErrorKind::Transient,
+    }
+}
+
+#[cfg(test)]
+mod kind_tests {
+    use keyshift_store::ErrorKind;
+    use rdkafka::error::{KafkaError, RDKafkaErrorCode as Code};
+
+    use super::kafka_kind;
+
+    #[test]
+    fn kafka_errors_by_what_a_retry_can_do() {
+        assert_eq!(
+            kafka_kind(&KafkaError::MessageProduction(Code::MessageTimedOut)),
+            ErrorKind::Transient
+        );
+        assert_eq!(
+            kafka_kind(&KafkaError::MessageProduction(Code::BrokerTransportFailure)),
+            ErrorKind::Transient
+        );
+        for fatal in [
+            KafkaError::MessageProduction(Code::TopicAuthorizationFailed),
+            KafkaError::MessageProduction(Code::MessageSizeTooLarge),
+            KafkaError::ClientCreation("bad".into()),
+        ] {
+            assert_eq!(kafka_kind(&fatal), ErrorKind::Fatal, "{fatal}");
+        }
+    }
+}

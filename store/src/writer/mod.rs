@@ -7,25 +7,26 @@
 //! (stream sources that track their own progress) are held for at most
 //! `flush_max_delay` or until `flush_max_rows` rows are pending.
 
+mod append;
+mod faults;
+mod group;
+
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Instant;
 
 use chrono::{DateTime, Utc};
-use deltalake::DeltaTable;
-use deltalake::kernel::Action;
 use deltalake::kernel::Transaction;
-use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
-use deltalake::protocol::{DeltaOperation, SaveMode};
-use deltalake::writer::{DeltaWriter, RecordBatchWriter};
+use deltalake::writer::RecordBatchWriter;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, error, info};
+use tracing::info;
 
+use self::append::{append, txn_version};
+#[doc(hidden)]
+pub use self::faults::{Fault, Faults};
 use crate::decisions::{DecisionRecord, decision_app_id, decisions_to_batch};
 use crate::metrics::StoreMetrics;
 use crate::records::{EventRecord, RejectedRecord};
-use crate::schema::{events_to_batch, rejected_to_batch};
 use crate::{
     AUTH_EVENTS, REJECTED_EVENTS, ROLLOUT_DECISIONS, Result, StoreConfig, StoreError, Tables,
 };
@@ -182,6 +183,7 @@ pub struct Writer {
     cfg: StoreConfig,
     metrics: StoreMetrics,
     published: watch::Sender<Arc<Published>>,
+    faults: Faults,
 }
 
 impl std::fmt::Debug for Writer {
@@ -205,6 +207,18 @@ impl Writer {
         metrics: StoreMetrics,
         cancel: CancellationToken,
     ) -> Result<(WriterHandle, tokio::task::JoinHandle<Result<()>>)> {
+        Self::spawn_with(tables, cfg, metrics, cancel, Faults::default())
+    }
+
+    /// [`Writer::spawn`] with injected faults (tests only).
+    #[doc(hidden)]
+    pub fn spawn_with(
+        tables: Tables,
+        cfg: StoreConfig,
+        metrics: StoreMetrics,
+        cancel: CancellationToken,
+        faults: Faults,
+    ) -> Result<(WriterHandle, tokio::task::JoinHandle<Result<()>>)> {
         let events_writer =
             RecordBatchWriter::for_table(&tables.events).map_err(StoreError::delta(AUTH_EVENTS))?;
         let rejected_writer = RecordBatchWriter::for_table(&tables.rejected)
@@ -221,6 +235,7 @@ impl Writer {
             cfg,
             metrics,
             published,
+            faults,
         };
         let task = tokio::spawn(writer.run(rx, cancel));
         Ok((
@@ -387,179 +402,6 @@ impl Writer {
         }));
         Ok(out)
     }
-
-    /// Commits one group. Failures go to the callers that wait; a failure
-    /// nobody waits for is returned, which stops the writer.
-    async fn flush(&mut self, group: Vec<Request>) -> Result<()> {
-        let started = Instant::now();
-        let mut events = Vec::new();
-        let mut rejected = Vec::new();
-        let mut txns: HashMap<String, i64> = HashMap::new();
-        let mut acks = Vec::with_capacity(group.len());
-        for req in group {
-            events.extend(req.events);
-            rejected.extend(req.rejected);
-            for (app, version) in req.txns {
-                let v = txns.entry(app).or_insert(version);
-                *v = (*v).max(version);
-            }
-            acks.extend(req.ack);
-        }
-        let result = self.commit(&events, &rejected, txns).await;
-        let elapsed = started.elapsed();
-        self.metrics.observe_commit(elapsed, result.is_ok());
-        match &result {
-            Ok(receipt) => {
-                debug!(
-                    events = events.len(),
-                    rejected = rejected.len(),
-                    ?receipt,
-                    ms = elapsed.as_millis() as u64,
-                    "committed"
-                );
-                self.metrics.rows_written(AUTH_EVENTS, events.len());
-                self.metrics.rows_written(REJECTED_EVENTS, rejected.len());
-                self.published.send_replace(Arc::new(Published {
-                    tables: self.tables.clone(),
-                    last_commit_at: Some(Utc::now()),
-                }));
-            }
-            Err(e) => error!(error = %e, events = events.len(), "commit failed"),
-        }
-        if acks.is_empty() {
-            return result.map(|_| ());
-        }
-        for ack in acks {
-            let reply = match &result {
-                Ok(r) => Ok(*r),
-                Err(e) => Err(StoreError::CommitFailed {
-                    table: AUTH_EVENTS,
-                    message: e.to_string(),
-                }),
-            };
-            let _ = ack.send(reply);
-        }
-        Ok(())
-    }
-
-    async fn commit(
-        &mut self,
-        events: &[EventRecord],
-        rejected: &[RejectedRecord],
-        txns: HashMap<String, i64>,
-    ) -> Result<CommitReceipt> {
-        let mut receipt = CommitReceipt::default();
-        let txns: Vec<Transaction> = txns
-            .into_iter()
-            .map(|(app, v)| {
-                Transaction::new_with_last_update(app, v, Some(Utc::now().timestamp_millis()))
-            })
-            .collect();
-        // Rejections first, carrying the same stream positions: after a crash
-        // between the two commits, the rejected table is ahead, so replayed
-        // dead letters are recognised and not recorded twice.
-        if !rejected.is_empty() {
-            let batch = rejected_to_batch(rejected)?;
-            receipt.rejected_version = Some(
-                append(
-                    &mut self.rejected_writer,
-                    &mut self.tables.rejected,
-                    batch,
-                    txns.clone(),
-                    REJECTED_EVENTS,
-                )
-                .await?,
-            );
-        }
-        if !events.is_empty() || !txns.is_empty() {
-            let batch = events_to_batch(events)?;
-            receipt.events_version = Some(
-                append(
-                    &mut self.events_writer,
-                    &mut self.tables.events,
-                    batch,
-                    txns,
-                    AUTH_EVENTS,
-                )
-                .await?,
-            );
-        }
-        Ok(receipt)
-    }
-}
-
-/// Writes one batch as one Delta commit, with the given `txn` actions.
-async fn append(
-    writer: &mut RecordBatchWriter,
-    table: &mut DeltaTable,
-    batch: deltalake::arrow::record_batch::RecordBatch,
-    txns: Vec<Transaction>,
-    name: &'static str,
-) -> Result<u64> {
-    let err = StoreError::delta(name);
-    let t0 = Instant::now();
-    if batch.num_rows() > 0
-        && let Err(e) = writer.write(batch).await
-    {
-        writer.reset();
-        return Err(err(e));
-    }
-    let adds: Vec<Action> = match writer.flush().await {
-        Ok(adds) => adds.into_iter().map(Action::Add).collect(),
-        Err(e) => {
-            writer.reset();
-            return Err(err(e));
-        }
-    };
-    let t1 = Instant::now();
-    let snapshot = table.snapshot().map_err(StoreError::delta(name))?;
-    let partition_by = Some(snapshot.metadata().partition_columns().to_vec());
-    let operation = DeltaOperation::Write {
-        mode: SaveMode::Append,
-        partition_by,
-        predicate: None,
-    };
-    // Checkpoints and log expiry happen in the background after the commit
-    // (see `checkpoint.rs`), not inside it.
-    let properties = CommitProperties::default()
-        .with_application_transactions(txns)
-        .with_create_checkpoint(false)
-        .with_cleanup_expired_logs(Some(false));
-    let outcome = CommitBuilder::from(properties)
-        .with_actions(adds)
-        .build(Some(snapshot), table.log_store(), operation)
-        .await;
-    match outcome {
-        Ok(done) => {
-            table.state = Some(done.snapshot());
-            crate::checkpoint::after_commit(table, done.version(), name);
-            debug!(
-                table = name,
-                version = done.version(),
-                write_ms = (t1 - t0).as_millis() as u64,
-                commit_ms = t1.elapsed().as_millis() as u64,
-                "appended"
-            );
-            Ok(done.version())
-        }
-        Err(e) => {
-            // Our view of the log may be stale (another writer committed):
-            // reload so the next attempt starts from the truth.
-            if let Err(reload) = table.update_state().await {
-                error!(table = name, error = %reload, "reloading table after a failed commit");
-            }
-            Err(err(e))
-        }
-    }
-}
-
-async fn txn_version(table: &DeltaTable, app: &str, name: &'static str) -> Result<Option<i64>> {
-    table
-        .snapshot()
-        .map_err(StoreError::delta(name))?
-        .transaction_version(table.log_store().as_ref(), app)
-        .await
-        .map_err(StoreError::delta(name))
 }
 
 async fn sleep_until(deadline: Option<tokio::time::Instant>) {
