@@ -9,7 +9,10 @@
 //! - [`evaluate`]: one evaluation, a pure function of config, state,
 //!   observations and the clock.
 //! - [`decision`]: decisions, the state they fold into, and the log.
-//! - [`controller`]: the running controller and its manual operations.
+//! - [`outcome`]: what an evaluation or operation concluded, before it is
+//!   recorded.
+//! - [`transition`]: which manual operation is allowed in which phase.
+//! - [`controller`]: the running controller.
 //! - [`kafka`]: decisions published to Kafka, fenced by a transactional id.
 //! - [`api`]: `GET /v1/assign`, `/v1/rollouts…`.
 
@@ -24,7 +27,9 @@ pub mod kafka;
 pub mod lock;
 pub mod metrics;
 pub mod observe;
+pub mod outcome;
 pub mod stats;
+pub mod transition;
 
 pub use config::{RolloutConfig, RolloutSettings};
 pub use controller::Controller;

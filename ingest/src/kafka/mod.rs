@@ -9,8 +9,12 @@
 //! from the table. Offsets are committed to Kafka too, after the Delta commit,
 //! so that standard lag tools work.
 
+mod batch;
 mod consumer;
+mod context;
+mod dlq;
 pub mod forward;
+mod positions;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -18,6 +22,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 pub use consumer::run_consumer;
+pub use dlq::{ERROR_HEADER, SOURCE_OFFSET_HEADER, SOURCE_PARTITION_HEADER, SOURCE_TOPIC_HEADER};
 pub use forward::Forwarder;
 
 /// Header set by `keyshift collector --brokers` on messages it produced for
@@ -180,6 +185,27 @@ pub(crate) fn kafka_kind(e: &rdkafka::error::KafkaError) -> keyshift_store::Erro
             | Code::Fatal,
         ) => ErrorKind::Fatal,
         _ => ErrorKind::Transient,
+    }
+}
+
+#[cfg(test)]
+mod header_tests {
+    /// Every header keyshift reads or writes is a row of the README's table.
+    #[test]
+    fn the_readme_lists_every_header() {
+        let readme = include_str!("../../../README.md");
+        for header in [
+            super::SCOPE_HEADER,
+            super::ERROR_HEADER,
+            super::SOURCE_TOPIC_HEADER,
+            super::SOURCE_PARTITION_HEADER,
+            super::SOURCE_OFFSET_HEADER,
+        ] {
+            assert!(
+                readme.contains(&format!("| `{header}` |")),
+                "README.md has no row for the Kafka header {header}"
+            );
+        }
     }
 }
 

@@ -2,7 +2,6 @@
 //! query lane, judge it (pure, [`crate::evaluate`]), record the decision
 //! unless it repeats the last hold.
 
-use std::collections::BTreeMap;
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
@@ -40,17 +39,9 @@ impl Controller {
         }
         if state.step.is_none() {
             // Resumed at 0 %: nobody is exposed, nothing to judge.
-            let step = Some(0);
-            let outcome = Outcome {
-                action: Action::Advance,
-                hold: None,
-                detail: Some("resumed from 0%".to_owned()),
-                phase: Phase::Running,
-                to_step: step,
-                to_percent: cfg.step_percent(step),
-                breaches: BTreeMap::new(),
-                evidence: json!({}),
-            };
+            let outcome =
+                Outcome::move_to(&cfg, Action::Advance, Phase::Running, Some(0), json!({}))
+                    .with_detail("resumed from 0%");
             return self
                 .record(id, outcome, now, "controller", None, None)
                 .await

@@ -18,12 +18,14 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use crate::assign::{self, FULL};
+use crate::assign;
 use crate::config::{RolloutConfig, RolloutSettings};
 use crate::decision::{Action, Decision, Phase, RolloutState};
-use crate::evaluate::Outcome;
 use crate::kafka::DecisionPublisher;
 use crate::metrics::RolloutMetrics;
+use crate::outcome::Outcome;
+pub use crate::transition::Operation;
+use crate::transition::transition;
 use crate::{Result, RolloutError};
 
 mod evaluation;
@@ -32,29 +34,6 @@ pub use reads::{Assignment, Snapshot};
 
 /// The ingest watermark: data before it is complete in the store.
 pub type Watermark = Arc<dyn Fn() -> Option<DateTime<Utc>> + Send + Sync>;
-
-/// A manual operation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Operation {
-    Pause,
-    Resume,
-    Promote,
-    Rollback,
-    Abort,
-}
-
-impl Operation {
-    pub fn parse(s: &str) -> Option<Self> {
-        Some(match s {
-            "pause" => Operation::Pause,
-            "resume" => Operation::Resume,
-            "promote" => Operation::Promote,
-            "rollback" => Operation::Rollback,
-            "abort" => Operation::Abort,
-            _ => return None,
-        })
-    }
-}
 
 struct Entry {
     cfg: RolloutConfig,
@@ -161,17 +140,14 @@ impl Controller {
             controller.write_entries().insert(cfg.id.clone(), entry);
             match state {
                 None => {
-                    let step = Some(0);
-                    let outcome = Outcome {
-                        action: Action::Start,
-                        hold: None,
-                        detail: Some("new rollout".to_owned()),
-                        phase: Phase::Running,
-                        to_step: step,
-                        to_percent: cfg.step_percent(step),
-                        breaches: BTreeMap::new(),
-                        evidence: json!({"config": cfg, "config_hash": cfg.hash()}),
-                    };
+                    let outcome = Outcome::move_to(
+                        cfg,
+                        Action::Start,
+                        Phase::Running,
+                        Some(0),
+                        json!({"config": cfg, "config_hash": cfg.hash()}),
+                    )
+                    .with_detail("new rollout");
                     controller
                         .record(&cfg.id, outcome, now, "controller", None, None)
                         .await?;
@@ -223,23 +199,15 @@ impl Controller {
             notes.push("the current step no longer exists; moved to the last step".to_owned());
         }
         warn!(rollout = %cfg.id, from = %s.config_hash, to = %cfg.hash(), "rollout configuration changed; recorded");
-        let outcome = Outcome {
-            action: Action::ConfigChanged,
-            hold: None,
-            detail: Some(format!("{} → {}", s.config_hash, cfg.hash())),
-            phase: s.phase,
-            to_step,
-            to_percent: cfg
-                .step_percent(to_step)
-                .min(if s.step.is_some() { FULL } else { 0 }),
-            breaches: BTreeMap::new(),
-            evidence: json!({
-                "previous_hash": s.config_hash,
-                "config_hash": cfg.hash(),
-                "config": cfg,
-                "notes": notes,
-            }),
-        };
+        let evidence = json!({
+            "previous_hash": s.config_hash,
+            "config_hash": cfg.hash(),
+            "config": cfg,
+            "notes": notes,
+        });
+        // At 0 % (no step) the rollout stays at 0 %.
+        let outcome = Outcome::move_to(cfg, Action::ConfigChanged, s.phase, to_step, evidence)
+            .with_detail(format!("{} → {}", s.config_hash, cfg.hash()));
         self.record(&cfg.id, outcome, now, "controller", None, None)
             .await
             .map(|_| ())
@@ -421,43 +389,11 @@ impl Controller {
                 .ok_or_else(|| RolloutError::NotFound(id.to_owned()))?;
             (e.cfg.clone(), e.state.clone())
         };
-        let last = cfg.steps.len() - 1;
-        let (action, phase, to_step) = match (op, state.phase) {
-            (Operation::Pause, Phase::Running) => (Action::Pause, Phase::Paused, state.step),
-            (Operation::Resume, Phase::Paused | Phase::Aborted) => {
-                (Action::Resume, Phase::Running, state.step)
-            }
-            (Operation::Promote, Phase::Running | Phase::Paused) => match state.step {
-                Some(s) if s >= last => (Action::Complete, Phase::Completed, Some(last)),
-                Some(s) => (Action::Promote, state.phase, Some(s + 1)),
-                None => (Action::Promote, state.phase, Some(0)),
-            },
-            (Operation::Rollback, Phase::Running | Phase::Paused | Phase::Completed) => {
-                match state.step {
-                    None => return Err(invalid("already at 0%".to_owned())),
-                    Some(s) => (Action::Rollback, Phase::Paused, s.checked_sub(1)),
-                }
-            }
-            (Operation::Abort, Phase::Running | Phase::Paused | Phase::Completed) => {
-                (Action::Abort, Phase::Aborted, None)
-            }
-            (op, phase) => {
-                return Err(invalid(format!(
-                    "cannot {op:?} a rollout that is {}",
-                    phase.name()
-                )));
-            }
-        };
-        let outcome = Outcome {
-            action,
-            hold: None,
-            detail: Some(reason.trim().to_owned()),
-            phase,
-            to_step,
-            to_percent: cfg.step_percent(to_step),
-            breaches: BTreeMap::new(),
-            evidence: json!({"operation": format!("{op:?}").to_lowercase(), "reason": reason.trim()}),
-        };
+        let t = transition(op, state.phase, state.step, cfg.steps.len())
+            .map_err(|refusal| invalid(refusal.to_string()))?;
+        let reason = reason.trim();
+        let evidence = json!({"operation": op.name(), "reason": reason});
+        let outcome = Outcome::operation(&cfg, t, evidence).with_detail(reason);
         self.record(id, outcome, now, actor, None, None).await
     }
 
