@@ -30,7 +30,7 @@ use keyshift_rollout::lock::ControllerLock;
 use keyshift_rollout::metrics::RolloutMetrics;
 use keyshift_store::metrics::{QueryMetrics, StoreMetrics};
 use keyshift_store::query::QueryLimits;
-use keyshift_store::{ExecutorSettings, QueryEngine, QueryExecutor, Tables, Writer};
+use keyshift_store::{ExecutorSettings, QueryEngine, QueryExecutor, Tables, Writer, WriterHandle};
 use prometheus::Registry;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -38,8 +38,10 @@ use tracing::{info, warn};
 
 use crate::config::Config;
 
+mod kafka_collector;
 mod supervise;
-use supervise::{Tasks, supervise};
+pub use kafka_collector::{run_collector, start_collector};
+use supervise::{Stage, Tasks, supervise};
 
 /// The controller's clock.
 pub type Clock = Arc<dyn Fn() -> chrono::DateTime<chrono::Utc> + Send + Sync>;
@@ -135,69 +137,194 @@ pub async fn start_with(
     let data_dir = &config.server.data_dir;
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("creating data dir {}", data_dir.display()))?;
-
     let registry = Registry::new();
-    let store_metrics = StoreMetrics::new(&registry)?;
-    let ingest_metrics = IngestMetrics::new(&registry)?;
-    ingest_metrics.set_rp_labels(
-        config.auth.rp_tokens.iter().map(|t| t.rp_id.clone()),
-        config.ingest.max_rp_labels,
-    );
-    let api_metrics = ApiMetrics::new(&registry)?;
-    let kafka_metrics = KafkaMetrics::new(&registry)?;
-
-    let root = config.store_root();
-    let tables = Tables::open_or_create(&root, &config.store.storage_options)
-        .await
-        .with_context(|| format!("opening tables under {root}"))?;
-    // The writer outlives the listener: it is stopped only after requests
-    // have drained, so nothing accepted is left uncommitted.
-    let writer_stop = CancellationToken::new();
-    let (writer, writer_task) = Writer::spawn_with(
-        tables,
-        config.store.clone(),
-        store_metrics,
-        writer_stop.clone(),
-        options.writer_faults.clone().unwrap_or_default(),
-    )?;
-    // Queries run on their own runtime; shutdown cancels those in flight.
-    let executor = QueryExecutor::new(
-        ExecutorSettings::from(&config.store),
-        QueryMetrics::new(&registry)?,
-        shutdown.child_token(),
-    )?;
-    let engine = QueryEngine::live(
-        writer.published(),
-        QueryLimits::from(&config.store),
-        executor,
-    )?;
-    let consumer_engine = engine.clone();
-    let pipeline = Arc::new(
-        Pipeline::start(
-            config.ingest.clone(),
-            data_dir,
-            writer.clone(),
-            &engine,
-            ingest_metrics,
-        )
-        .await?,
-    );
+    let mut tasks = Tasks::default();
+    let store = Store::open(&config, &registry, &options, &shutdown, &mut tasks).await?;
     let auth = Arc::new(Authenticator::new(&config.auth));
     if auth.is_open() {
         warn!("no tokens configured: the API is open, on loopback only");
     }
-    // The HTTP collector commits before it answers: its data is complete up
-    // to now. A Kafka consumer moves its own watermark.
-    let watermark = match (&config.kafka.brokers, options.watermark) {
-        (None, None) => IngestWatermark::live(),
-        (None, Some(w)) => w,
-        (Some(_), _) => IngestWatermark::tracked(),
-    };
-    let (controller, rollout_routes, _lock) = if config.rollout.rollouts.is_empty() {
-        (None, Router::new(), None)
-    } else {
-        let lock = ControllerLock::acquire(data_dir)?;
-        let w = watermark.clone();
+    let rollouts = Rollouts::start(&config, &store, &registry, &auth, &options).await?;
+    let app = router(
+        &config,
+        &store,
+        &registry,
+        auth,
+        rollouts.routes,
+        &mut tasks,
+        &shutdown,
+    )?;
+    let (listener, addr) = bind(config.server.listen).await?;
+    info!(%addr, data_dir = %data_dir.display(), tables = %store.root, "keyshift listening");
+
+    // Spawned in drain order: HTTP first, so that nothing new comes in
+    // while the consumer and the controller finish.
+    let server_shutdown = shutdown.clone();
+    tasks.spawn("http server", Stage::Source, async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(server_shutdown.cancelled_owned())
+            .await
+    });
+    if config.kafka.brokers.is_some() {
+        tasks.spawn(
+            "kafka consumer",
+            Stage::Source,
+            keyshift_ingest::kafka::run_consumer(
+                config.kafka.clone(),
+                store.pipeline.clone(),
+                store.engine.clone(),
+                KafkaMetrics::new(&registry)?,
+                store.watermark.clone(),
+                shutdown.clone(),
+            ),
+        );
+    }
+    if let Some(c) = rollouts
+        .controller
+        .clone()
+        .filter(|_| options.run_controller)
+    {
+        tasks.spawn(
+            "rollout controller",
+            Stage::Source,
+            c.run(shutdown.child_token()),
+        );
+    }
+    tasks.spawn_upkeep(
+        "dedup expiry",
+        expire_dedup(store.pipeline.clone(), shutdown.child_token()),
+    );
+    let Store {
+        writer_stop,
+        writer,
+        ..
+    } = store;
+    let lock = rollouts.lock;
+    let shutdown_for_tasks = shutdown.clone();
+    let task = tokio::spawn(async move {
+        let result = supervise(
+            tasks,
+            writer_stop,
+            shutdown_for_tasks,
+            config.server.shutdown_timeout,
+        )
+        .await;
+        // Held until everything stopped: one controller per data dir.
+        drop(lock);
+        result
+    });
+    // The sources hold their own handles; the writer ends once they drop them.
+    drop(writer);
+    Ok(Running {
+        addr,
+        shutdown,
+        controller: rollouts.controller,
+        task,
+    })
+}
+
+/// The tables, their writer, the query engine over them and the ingest
+/// pipeline in front of them.
+struct Store {
+    root: String,
+    writer: WriterHandle,
+    /// Stops the writer: only after requests have drained, so nothing
+    /// accepted is left uncommitted.
+    writer_stop: CancellationToken,
+    engine: QueryEngine,
+    pipeline: Arc<Pipeline>,
+    watermark: IngestWatermark,
+}
+
+impl Store {
+    async fn open(
+        config: &Config,
+        registry: &Registry,
+        options: &StartOptions,
+        shutdown: &CancellationToken,
+        tasks: &mut Tasks,
+    ) -> anyhow::Result<Self> {
+        let ingest_metrics = IngestMetrics::new(registry)?;
+        ingest_metrics.set_rp_labels(
+            config.auth.rp_tokens.iter().map(|t| t.rp_id.clone()),
+            config.ingest.max_rp_labels,
+        );
+        let root = config.store_root();
+        let tables = Tables::open_or_create(&root, &config.store.storage_options)
+            .await
+            .with_context(|| format!("opening tables under {root}"))?;
+        let writer_stop = CancellationToken::new();
+        let (writer, writer_task) = Writer::spawn_with(
+            tables,
+            config.store.clone(),
+            StoreMetrics::new(registry)?,
+            writer_stop.clone(),
+            options.writer_faults.clone().unwrap_or_default(),
+        )?;
+        tasks.adopt("store writer", Stage::Writer, writer_task);
+        // Queries run on their own runtime; shutdown cancels those in flight.
+        let executor = QueryExecutor::new(
+            ExecutorSettings::from(&config.store),
+            QueryMetrics::new(registry)?,
+            shutdown.child_token(),
+        )?;
+        let engine = QueryEngine::live(
+            writer.published(),
+            QueryLimits::from(&config.store),
+            executor,
+        )?;
+        let pipeline = Arc::new(
+            Pipeline::start(
+                config.ingest.clone(),
+                &config.server.data_dir,
+                writer.clone(),
+                &engine,
+                ingest_metrics,
+            )
+            .await?,
+        );
+        // The HTTP collector commits before it answers: its data is
+        // complete up to now. A Kafka consumer moves its own watermark.
+        let watermark = match (&config.kafka.brokers, options.watermark.clone()) {
+            (None, None) => IngestWatermark::live(),
+            (None, Some(w)) => w,
+            (Some(_), _) => IngestWatermark::tracked(),
+        };
+        Ok(Self {
+            root,
+            writer,
+            writer_stop,
+            engine,
+            pipeline,
+            watermark,
+        })
+    }
+}
+
+/// The rollout controller and its routes, when rollouts are configured.
+struct Rollouts {
+    controller: Option<Arc<Controller>>,
+    routes: Router,
+    /// One controller per data dir, held until the process stopped.
+    lock: Option<ControllerLock>,
+}
+
+impl Rollouts {
+    async fn start(
+        config: &Config,
+        store: &Store,
+        registry: &Registry,
+        auth: &Arc<Authenticator>,
+        options: &StartOptions,
+    ) -> anyhow::Result<Self> {
+        if config.rollout.rollouts.is_empty() {
+            return Ok(Self {
+                controller: None,
+                routes: Router::new(),
+                lock: None,
+            });
+        }
+        let lock = ControllerLock::acquire(&config.server.data_dir)?;
         let publisher = match &config.kafka.brokers {
             None => None,
             Some(brokers) => {
@@ -219,13 +346,14 @@ pub async fn start_with(
                 )
             }
         };
+        let w = store.watermark.clone();
         let controller = Arc::new(
             Controller::start_with(
                 config.rollout.clone(),
-                writer.clone(),
-                engine.clone(),
+                store.writer.clone(),
+                store.engine.clone(),
                 Arc::new(move || w.get()),
-                RolloutMetrics::new(&registry)?,
+                RolloutMetrics::new(registry)?,
                 publisher,
                 (options.clock)(),
             )
@@ -235,16 +363,35 @@ pub async fn start_with(
             controller: controller.clone(),
             auth: auth.clone(),
         });
-        (Some(controller), routes, Some(lock))
-    };
+        Ok(Self {
+            controller: Some(controller),
+            routes,
+            lock: Some(lock),
+        })
+    }
+}
 
+/// Every route of the process; starts the KPI gauges' refresh, which
+/// `/metrics` serves.
+fn router(
+    config: &Config,
+    store: &Store,
+    registry: &Registry,
+    auth: Arc<Authenticator>,
+    rollout_routes: Router,
+    tasks: &mut Tasks,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<Router> {
+    let watermark = || -> keyshift_metrics::Watermark {
+        let w = store.watermark.clone();
+        Arc::new(move || w.get())
+    };
     if config.kpi_gauges.enabled {
-        let w = watermark.clone();
-        tokio::spawn(keyshift_metrics::kpi_gauges::run(
-            engine.clone(),
+        let gauges = keyshift_metrics::kpi_gauges::run(
+            store.engine.clone(),
             config.kpi_gauges.clone(),
-            KpiGauges::new(&registry)?,
-            Arc::new(move || w.get()),
+            KpiGauges::new(registry)?,
+            watermark(),
             config
                 .auth
                 .rp_tokens
@@ -252,156 +399,24 @@ pub async fn start_with(
                 .map(|t| t.rp_id.clone())
                 .collect(),
             shutdown.child_token(),
-        ));
+        );
+        tasks.spawn_upkeep("kpi gauges", gauges);
     }
     let app = Router::new()
         .route("/healthz", get(healthz))
         .merge(rollout_routes)
         .merge(collector::router(CollectorState::store(
-            pipeline.clone(),
+            store.pipeline.clone(),
             auth.clone(),
         )))
         .merge(keyshift_metrics::router(SqlState {
-            engine,
+            engine: store.engine.clone(),
             auth,
-            registry,
-            metrics: api_metrics,
-            watermark: {
-                let w = watermark.clone();
-                Arc::new(move || w.get())
-            },
+            registry: registry.clone(),
+            metrics: ApiMetrics::new(registry)?,
+            watermark: watermark(),
         }));
-    let app = with_fallbacks(app);
-    let (listener, addr) = bind(config.server.listen).await?;
-    info!(%addr, data_dir = %data_dir.display(), tables = %root, "keyshift listening");
-
-    let consumer = match &config.kafka.brokers {
-        None => None,
-        Some(_) => Some(tokio::spawn(keyshift_ingest::kafka::run_consumer(
-            config.kafka.clone(),
-            pipeline.clone(),
-            consumer_engine,
-            kafka_metrics,
-            watermark.clone(),
-            shutdown.clone(),
-        ))),
-    };
-    let controller_task = controller
-        .clone()
-        .filter(|_| options.run_controller)
-        .map(|c| tokio::spawn(c.run(shutdown.child_token())));
-    let expiry = tokio::spawn(expire_dedup(pipeline, shutdown.child_token()));
-    let shutdown_for_tasks = shutdown.clone();
-    let server_shutdown = shutdown.clone();
-    let server = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(server_shutdown.cancelled_owned())
-            .await
-    });
-    let tasks = Tasks {
-        server: Some(server),
-        consumer,
-        controller: controller_task,
-        writer: Some(writer_task),
-        expiry: Some(expiry),
-    };
-    let task = tokio::spawn(async move {
-        let result = supervise(
-            tasks,
-            writer_stop,
-            shutdown_for_tasks,
-            config.server.shutdown_timeout,
-        )
-        .await;
-        // Held until everything stopped: one controller per data dir.
-        drop(_lock);
-        result
-    });
-    drop(writer);
-    Ok(Running {
-        addr,
-        shutdown,
-        controller,
-        task,
-    })
-}
-
-/// Runs the Kafka-mode collector until `shutdown` or a failure.
-pub async fn run_collector(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let running = start_collector(config, shutdown).await?;
-    running.wait().await
-}
-
-/// Starts the collector in Kafka mode: `POST /v1/events` produced to
-/// `kafka.topic`, `/metrics`, `/healthz`; no store in this process.
-pub async fn start_collector(
-    config: Config,
-    shutdown: CancellationToken,
-) -> anyhow::Result<Running> {
-    let mut errors = config.validate();
-    if config.kafka.brokers.is_none() {
-        errors.push("the Kafka-mode collector needs kafka.brokers (--brokers)".to_owned());
-    }
-    if !errors.is_empty() {
-        return Err(crate::config::ConfigErrors(errors).into());
-    }
-    let registry = Registry::new();
-    let forwarder = Arc::new(keyshift_ingest::kafka::Forwarder::new(
-        &config.kafka,
-        &config.ingest,
-        IngestMetrics::new(&registry)?,
-        KafkaMetrics::new(&registry)?,
-    )?);
-    let auth = Arc::new(Authenticator::new(&config.auth));
-    if auth.is_open() {
-        warn!("no tokens configured: the API is open, on loopback only");
-    }
-    let app = Router::new()
-        .route("/healthz", get(healthz))
-        .merge(collector::router(CollectorState::kafka(
-            forwarder.clone(),
-            auth,
-        )))
-        .merge(keyshift_metrics::metrics_router(registry));
-    let app = with_fallbacks(app);
-    let (listener, addr) = bind(config.server.listen).await?;
-    info!(
-        %addr,
-        brokers = config.kafka.brokers.as_deref().unwrap_or_default(),
-        topic = %config.kafka.topic,
-        "keyshift collector listening (Kafka mode)"
-    );
-    let server_shutdown = shutdown.clone();
-    let deadline = config.server.shutdown_timeout;
-    let server = tokio::spawn(async move {
-        let served = axum::serve(listener, app)
-            .with_graceful_shutdown(server_shutdown.cancelled_owned())
-            .await;
-        // Every answered request was acknowledged already; this only waits
-        // for messages of requests cut short by the shutdown.
-        let f = forwarder.clone();
-        let _ = tokio::task::spawn_blocking(move || f.flush(deadline)).await;
-        served
-    });
-    let tasks = Tasks {
-        server: Some(server),
-        consumer: None,
-        controller: None,
-        writer: None,
-        expiry: None,
-    };
-    let task = tokio::spawn(supervise(
-        tasks,
-        CancellationToken::new(),
-        shutdown.clone(),
-        deadline,
-    ));
-    Ok(Running {
-        addr,
-        shutdown,
-        controller: None,
-        task,
-    })
+    Ok(with_fallbacks(app))
 }
 
 /// JSON 404 and 405 for whatever no route matched.
