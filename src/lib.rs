@@ -5,6 +5,7 @@
 
 pub mod app;
 pub mod bench;
+pub mod child;
 pub mod config;
 pub mod demo;
 pub mod kpis_cmd;
@@ -12,6 +13,9 @@ pub mod report_cmd;
 pub mod simulate;
 pub mod sql_cmd;
 pub mod synth;
+
+#[cfg(test)]
+mod readme_tests;
 
 pub use app::{
     Clock, Running, StartOptions, run, run_collector, start, start_collector, start_with,

@@ -24,7 +24,7 @@ use tracing::error;
 
 use crate::kafka::Forwarder;
 use crate::kafka::forward::ForwardSummary;
-use crate::metrics::IngestMetrics;
+use crate::metrics::{IngestMetrics, RequestOutcome};
 use crate::pipeline::{IngestSummary, Input, Pipeline};
 use crate::{IngestConfig, IngestError};
 
@@ -196,13 +196,15 @@ async fn post_events(
     let metrics = state.metrics().clone();
     let result = handle(state, principal, headers, body).await;
     metrics.request(match &result {
-        Ok(_) => "ok",
-        Err(ApiError::BadRequest(_) | ApiError::UnsupportedMediaType(_)) => "bad_request",
-        Err(ApiError::PayloadTooLarge(_)) => "too_large",
-        Err(ApiError::Unauthorized | ApiError::Forbidden(_)) => "unauthorized",
-        Err(ApiError::Unavailable(_)) => "unavailable",
-        Err(ApiError::Failed { bug: true, .. }) => "bug",
-        Err(_) => "error",
+        Ok(_) => RequestOutcome::Ok,
+        Err(ApiError::BadRequest(_) | ApiError::UnsupportedMediaType(_)) => {
+            RequestOutcome::BadRequest
+        }
+        Err(ApiError::PayloadTooLarge(_)) => RequestOutcome::TooLarge,
+        Err(ApiError::Unauthorized | ApiError::Forbidden(_)) => RequestOutcome::Unauthorized,
+        Err(ApiError::Unavailable(_)) => RequestOutcome::Unavailable,
+        Err(ApiError::Failed { bug: true, .. }) => RequestOutcome::Bug,
+        Err(_) => RequestOutcome::Error,
     });
     result
 }

@@ -1,6 +1,7 @@
 //! Metrics of the read API, and the `/metrics` exposition of the registry.
 
-use prometheus::{Encoder, HistogramOpts, HistogramVec, Registry, TextEncoder};
+use keyshift_store::metrics::Registrar;
+use prometheus::{Encoder, HistogramVec, Registry, TextEncoder};
 
 #[derive(Debug, Clone)]
 pub struct ApiMetrics {
@@ -10,29 +11,20 @@ pub struct ApiMetrics {
 
 impl ApiMetrics {
     pub fn new(registry: &Registry) -> prometheus::Result<Self> {
-        let sql_seconds = HistogramVec::new(
-            HistogramOpts::new(
-                "keyshift_sql_query_seconds",
-                "SQL API query time by outcome (ok, client_error, busy, timeout, error).",
-            )
-            .buckets(vec![
-                0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
-            ]),
+        let r = Registrar::new(registry);
+        let sql_seconds = r.histogram_vec(
+            "keyshift_sql_query_seconds",
+            "SQL API query time by outcome (ok, client_error, busy, timeout, error).",
+            &[0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0],
             &["outcome"],
         )?;
-        registry.register(Box::new(sql_seconds.clone()))?;
-        let kpi_seconds = HistogramVec::new(
-            HistogramOpts::new(
-                "keyshift_kpi_request_seconds",
-                "KPI report time by endpoint (kpis, funnel) and outcome \
+        let kpi_seconds = r.histogram_vec(
+            "keyshift_kpi_request_seconds",
+            "KPI report time by endpoint (kpis, funnel) and outcome \
                  (ok, client_error, busy, timeout, error).",
-            )
-            .buckets(vec![
-                0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 30.0,
-            ]),
+            &[0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 30.0],
             &["endpoint", "outcome"],
         )?;
-        registry.register(Box::new(kpi_seconds.clone()))?;
         Ok(Self {
             sql_seconds,
             kpi_seconds,

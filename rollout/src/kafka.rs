@@ -13,7 +13,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use rdkafka::ClientConfig;
+use keyshift_ingest::kafka::client_config;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 
@@ -65,17 +65,17 @@ impl DecisionPublisher {
         transactional_id: &str,
         extra: &std::collections::BTreeMap<String, String>,
     ) -> Result<Self> {
-        let mut c = ClientConfig::new();
-        c.set("bootstrap.servers", brokers)
-            .set("transactional.id", transactional_id)
-            .set("enable.idempotence", "true")
-            .set("acks", "all");
-        for (k, v) in extra {
-            c.set(k, v);
-        }
-        let producer: FutureProducer = c
-            .create()
-            .map_err(|e| kafka_error(topic, "creating the producer", &e))?;
+        let producer: FutureProducer = client_config(
+            brokers,
+            &[
+                ("transactional.id", transactional_id),
+                ("enable.idempotence", "true"),
+                ("acks", "all"),
+            ],
+            extra,
+        )
+        .create()
+        .map_err(|e| kafka_error(topic, "creating the producer", &e))?;
         producer
             .init_transactions(TIMEOUT)
             .map_err(|e| kafka_error(topic, "claiming the transactional id", &e))?;

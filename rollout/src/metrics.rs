@@ -1,10 +1,8 @@
 //! Rollout metrics. Labels: rollout ids (from the configuration, so
 //! bounded), phases, actions and hold reasons (fixed sets).
 
-use prometheus::{
-    Gauge, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGaugeVec, Opts,
-    Registry,
-};
+use keyshift_store::metrics::Registrar;
+use prometheus::{Gauge, GaugeVec, Histogram, IntCounter, IntCounterVec, IntGaugeVec, Registry};
 
 use crate::decision::{Action, Decision, HoldReason, Phase};
 
@@ -49,123 +47,77 @@ const HOLDS: [HoldReason; 10] = [
 
 impl RolloutMetrics {
     pub fn new(registry: &Registry) -> prometheus::Result<Self> {
-        let percent = GaugeVec::new(
-            Opts::new(
-                "keyshift_rollout_percent",
-                "Current exposure of each rollout, in percent.",
-            ),
+        let r = Registrar::new(registry);
+        let percent = r.gauge_vec(
+            "keyshift_rollout_percent",
+            "Current exposure of each rollout, in percent.",
             &["rollout"],
         )?;
-        let phase = IntGaugeVec::new(
-            Opts::new(
-                "keyshift_rollout_state",
-                "1 for the phase each rollout is in (running, paused, completed, aborted).",
-            ),
+        let phase = r.int_gauge_vec(
+            "keyshift_rollout_state",
+            "1 for the phase each rollout is in (running, paused, completed, aborted).",
             &["rollout", "state"],
         )?;
-        let hold = IntGaugeVec::new(
-            Opts::new(
-                "keyshift_rollout_hold",
-                "1 for the reason each rollout's last evaluation held on (stale_data, no_traffic, srm, …).",
-            ),
-            &["rollout", "reason"],
-        )?;
-        let decisions = IntCounterVec::new(
-            Opts::new(
-                "keyshift_rollout_decisions_total",
-                "Decisions recorded, by action.",
-            ),
+        let hold = r.int_gauge_vec("keyshift_rollout_hold", "1 for the reason each rollout's last evaluation held on (stale_data, no_traffic, srm, …).", &["rollout", "reason"])?;
+        let decisions = r.counter_vec(
+            "keyshift_rollout_decisions_total",
+            "Decisions recorded, by action.",
             &["rollout", "action"],
         )?;
-        let step = IntGaugeVec::new(
-            Opts::new(
-                "keyshift_rollout_step",
-                "Current step index of each rollout (-1 before the first step).",
-            ),
+        let step = r.int_gauge_vec(
+            "keyshift_rollout_step",
+            "Current step index of each rollout (-1 before the first step).",
             &["rollout"],
         )?;
-        let last_decision = IntGaugeVec::new(
-            Opts::new(
-                "keyshift_rollout_last_decision_info",
-                "1, labelled with the last decision's action and reason (operator: by a person).",
-            ),
+        let last_decision = r.int_gauge_vec(
+            "keyshift_rollout_last_decision_info",
+            "1, labelled with the last decision's action and reason (operator: by a person).",
             &["rollout", "action", "reason"],
         )?;
-        let last_decision_at = GaugeVec::new(
-            Opts::new(
-                "keyshift_rollout_last_decision_timestamp_seconds",
-                "Unix time of each rollout's last decision.",
-            ),
+        let last_decision_at = r.gauge_vec(
+            "keyshift_rollout_last_decision_timestamp_seconds",
+            "Unix time of each rollout's last decision.",
             &["rollout"],
         )?;
-        let last_evaluation_at = GaugeVec::new(
-            Opts::new(
-                "keyshift_rollout_last_evaluation_timestamp_seconds",
-                "Unix time of each rollout's last completed evaluation (a repeated hold too).",
-            ),
+        let last_evaluation_at = r.gauge_vec(
+            "keyshift_rollout_last_evaluation_timestamp_seconds",
+            "Unix time of each rollout's last completed evaluation (a repeated hold too).",
             &["rollout"],
         )?;
-        let interval = GaugeVec::new(
-            Opts::new(
-                "keyshift_rollout_evaluation_interval_seconds",
-                "Each rollout's configured evaluation interval.",
-            ),
+        let interval = r.gauge_vec(
+            "keyshift_rollout_evaluation_interval_seconds",
+            "Each rollout's configured evaluation interval.",
             &["rollout"],
         )?;
-        let observed = GaugeVec::new(
-            Opts::new(
-                "keyshift_rollout_guardrail_observed_ratio",
-                "What each guardrail judged at the last evaluation (all segments): the \
+        let observed = r.gauge_vec(
+            "keyshift_rollout_guardrail_observed_ratio",
+            "What each guardrail judged at the last evaluation (all segments): the \
                  treatment rate (absolute) or treatment - control (relative).",
-            ),
             &["rollout", "guardrail"],
         )?;
-        let limit = GaugeVec::new(
-            Opts::new(
-                "keyshift_rollout_guardrail_limit_ratio",
-                "The bound each guardrail was judged against: the threshold (absolute) or \
+        let limit = r.gauge_vec(
+            "keyshift_rollout_guardrail_limit_ratio",
+            "The bound each guardrail was judged against: the threshold (absolute) or \
                  threshold x control rate (relative).",
-            ),
             &["rollout", "guardrail"],
         )?;
-        let evaluation_seconds = Histogram::with_opts(
-            HistogramOpts::new(
-                "keyshift_rollout_evaluation_seconds",
-                "Time to evaluate one rollout (queries included).",
-            )
-            .buckets(vec![0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
+        let evaluation_seconds = r.histogram(
+            "keyshift_rollout_evaluation_seconds",
+            "Time to evaluate one rollout (queries included).",
+            &[0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0],
         )?;
-        let evaluation_errors = IntCounter::new(
+        let evaluation_errors = r.counter(
             "keyshift_rollout_evaluation_errors_total",
             "Evaluations that failed (store unavailable); retried next interval.",
         )?;
-        let assignments = IntCounter::new(
+        let assignments = r.counter(
             "keyshift_rollout_assignments_total",
             "Users assigned through /v1/assign.",
         )?;
-        let up = Gauge::new(
+        let up = r.gauge(
             "keyshift_rollout_controller_up",
             "1 while this process is the active rollout controller.",
         )?;
-        for c in [
-            Box::new(percent.clone()) as Box<dyn prometheus::core::Collector>,
-            Box::new(step.clone()),
-            Box::new(last_decision.clone()),
-            Box::new(last_decision_at.clone()),
-            Box::new(last_evaluation_at.clone()),
-            Box::new(interval.clone()),
-            Box::new(observed.clone()),
-            Box::new(limit.clone()),
-            Box::new(phase.clone()),
-            Box::new(hold.clone()),
-            Box::new(decisions.clone()),
-            Box::new(evaluation_seconds.clone()),
-            Box::new(evaluation_errors.clone()),
-            Box::new(assignments.clone()),
-            Box::new(up.clone()),
-        ] {
-            registry.register(c)?;
-        }
         Ok(Self {
             percent,
             step,

@@ -5,6 +5,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use chrono::Utc;
 
+use crate::child::{Child, free_port};
+
 /// `keyshift bench kafka`: end-to-end Kafka ingest throughput and memory.
 #[derive(Debug, Clone, clap::Args)]
 pub struct KafkaBench {
@@ -61,38 +63,25 @@ impl std::fmt::Display for KafkaReport {
 
 /// A `keyshift ingest` child process (the measured one).
 struct IngestChild {
-    child: std::process::Child,
+    child: Child,
     base: String,
-}
-
-impl Drop for IngestChild {
-    /// A bench that failed half-way must not leave a consumer running.
-    fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
 }
 
 impl IngestChild {
     fn spawn(brokers: &str, topic: &str, dir: &std::path::Path) -> anyhow::Result<Self> {
         // A free port for the child's API, where its metrics are read.
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
-        let child = std::process::Command::new(std::env::current_exe()?)
+        let port = free_port()?;
+        let mut command = std::process::Command::new(std::env::current_exe()?);
+        command
             .args(["ingest", "--brokers", brokers, "--topic", topic])
             .args(["--group", &format!("{topic}-ingest")])
             .args(["--listen", &format!("127.0.0.1:{port}")])
             .arg("--data-dir")
             .arg(dir)
             .env("RUST_LOG", "warn")
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .context("starting keyshift ingest")?;
+            .stdout(std::process::Stdio::null());
         Ok(Self {
-            child,
+            child: Child::spawn(command)?,
             base: format!("http://127.0.0.1:{port}"),
         })
     }
@@ -127,26 +116,11 @@ impl IngestChild {
     }
 
     fn peak_rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .unwrap_or_default();
-        status
-            .lines()
-            .find(|l| l.starts_with("VmHWM:"))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
+        self.child.peak_rss_kib().unwrap_or(0)
     }
 
-    fn stop(mut self) -> anyhow::Result<()> {
-        let pid = self.child.id().to_string();
-        std::process::Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()?;
-        let status = self.child.wait()?;
-        if !status.success() {
-            bail!("keyshift ingest exited with {status}");
-        }
-        Ok(())
+    fn stop(self) -> anyhow::Result<()> {
+        self.child.stop().context("keyshift ingest")
     }
 }
 

@@ -3,10 +3,121 @@
 
 use std::time::Duration;
 
-use crate::{AUTH_EVENTS, ErrorKind, REJECTED_EVENTS};
 use prometheus::{
-    Gauge, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry,
 };
+
+use tracing::{error, warn};
+
+use crate::{AUTH_EVENTS, ErrorKind, REJECTED_EVENTS, StoreError};
+
+/// A commit that failed, as the writer reports it (see
+/// [`StoreMetrics::commit_failed`]).
+#[derive(Debug)]
+pub(crate) struct CommitFailure<'a> {
+    pub table: &'static str,
+    pub kind: ErrorKind,
+    /// The id the callers are given.
+    pub error_id: &'a str,
+    pub error: &'a StoreError,
+    /// Rows the commit held.
+    pub events: usize,
+    pub rejected: usize,
+}
+
+/// Creates metrics and registers them in one step. Every metrics struct of
+/// keyshift builds its metrics through this, so that each is declared once,
+/// with its name, help, label names and buckets side by side.
+#[derive(Debug, Clone, Copy)]
+pub struct Registrar<'r>(&'r Registry);
+
+impl<'r> Registrar<'r> {
+    /// Registers into `registry`.
+    pub fn new(registry: &'r Registry) -> Self {
+        Self(registry)
+    }
+
+    fn add<C: prometheus::core::Collector + Clone + 'static>(
+        &self,
+        c: prometheus::Result<C>,
+    ) -> prometheus::Result<C> {
+        let c = c?;
+        self.0.register(Box::new(c.clone()))?;
+        Ok(c)
+    }
+
+    /// A counter without labels.
+    pub fn counter(&self, name: &str, help: &str) -> prometheus::Result<IntCounter> {
+        self.add(IntCounter::new(name, help))
+    }
+
+    /// A counter with the given label names.
+    pub fn counter_vec(
+        &self,
+        name: &str,
+        help: &str,
+        labels: &[&str],
+    ) -> prometheus::Result<IntCounterVec> {
+        self.add(IntCounterVec::new(Opts::new(name, help), labels))
+    }
+
+    /// A floating-point gauge without labels.
+    pub fn gauge(&self, name: &str, help: &str) -> prometheus::Result<Gauge> {
+        self.add(Gauge::new(name, help))
+    }
+
+    /// An integer gauge without labels.
+    pub fn int_gauge(&self, name: &str, help: &str) -> prometheus::Result<IntGauge> {
+        self.add(IntGauge::new(name, help))
+    }
+
+    /// A floating-point gauge with the given label names.
+    pub fn gauge_vec(
+        &self,
+        name: &str,
+        help: &str,
+        labels: &[&str],
+    ) -> prometheus::Result<GaugeVec> {
+        self.add(GaugeVec::new(Opts::new(name, help), labels))
+    }
+
+    /// An integer gauge with the given label names.
+    pub fn int_gauge_vec(
+        &self,
+        name: &str,
+        help: &str,
+        labels: &[&str],
+    ) -> prometheus::Result<IntGaugeVec> {
+        self.add(IntGaugeVec::new(Opts::new(name, help), labels))
+    }
+
+    /// A histogram without labels, with the given bucket bounds.
+    pub fn histogram(
+        &self,
+        name: &str,
+        help: &str,
+        buckets: &[f64],
+    ) -> prometheus::Result<Histogram> {
+        self.add(Histogram::with_opts(
+            HistogramOpts::new(name, help).buckets(buckets.to_vec()),
+        ))
+    }
+
+    /// A histogram with the given bucket bounds and label names.
+    pub fn histogram_vec(
+        &self,
+        name: &str,
+        help: &str,
+        buckets: &[f64],
+        labels: &[&str],
+    ) -> prometheus::Result<HistogramVec> {
+        self.add(HistogramVec::new(
+            HistogramOpts::new(name, help).buckets(buckets.to_vec()),
+            labels,
+        ))
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct StoreMetrics {
@@ -19,29 +130,11 @@ pub struct StoreMetrics {
 impl StoreMetrics {
     /// Creates the metrics and registers them in `registry`.
     pub fn new(registry: &Registry) -> prometheus::Result<Self> {
-        let commit_seconds = HistogramVec::new(
-            HistogramOpts::new(
-                "keyshift_store_commit_seconds",
-                "Time to write and commit one group of rows to the Delta tables.",
-            )
-            .buckets(vec![
-                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-            ]),
-            &["result"],
-        )?;
-        let rows_written = IntCounterVec::new(
-            Opts::new(
-                "keyshift_store_rows_written_total",
-                "Rows committed to each table.",
-            ),
-            &["table"],
-        )?;
-        let commit_errors = IntCounterVec::new(
-            Opts::new(
-                "keyshift_store_commit_errors_total",
-                "Failed commits, by table and by what a retry can do (kind: conflict, \
-                 transient, fatal, bug).",
-            ),
+        let r = Registrar::new(registry);
+        let commit_errors = r.counter_vec(
+            "keyshift_store_commit_errors_total",
+            "Failed commits, by table and by what a retry can do (kind: conflict, transient, \
+             fatal, bug).",
             &["table", "kind"],
         )?;
         for table in [AUTH_EVENTS, REJECTED_EVENTS] {
@@ -49,19 +142,25 @@ impl StoreMetrics {
                 commit_errors.with_label_values(&[table, kind.as_str()]);
             }
         }
-        let last_commit = Gauge::new(
-            "keyshift_store_last_commit_timestamp_seconds",
-            "Unix time of the last successful commit (the ingest watermark).",
-        )?;
-        registry.register(Box::new(last_commit.clone()))?;
-        registry.register(Box::new(commit_seconds.clone()))?;
-        registry.register(Box::new(rows_written.clone()))?;
-        registry.register(Box::new(commit_errors.clone()))?;
         Ok(Self {
-            commit_seconds,
-            rows_written,
+            commit_seconds: r.histogram_vec(
+                "keyshift_store_commit_seconds",
+                "Time to write and commit one group of rows to the Delta tables.",
+                &[
+                    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+                ],
+                &["result"],
+            )?,
+            rows_written: r.counter_vec(
+                "keyshift_store_rows_written_total",
+                "Rows committed to each table.",
+                &["table"],
+            )?,
             commit_errors,
-            last_commit,
+            last_commit: r.gauge(
+                "keyshift_store_last_commit_timestamp_seconds",
+                "Unix time of the last successful commit (the ingest watermark).",
+            )?,
         })
     }
 
@@ -82,10 +181,26 @@ impl StoreMetrics {
         }
     }
 
-    pub(crate) fn commit_failed(&self, table: &'static str, kind: ErrorKind) {
-        self.commit_errors
-            .with_label_values(&[table, kind.as_str()])
-            .inc();
+    /// Logs and counts a failed commit: a warning when a retry can succeed
+    /// (a conflict, transient I/O), an error otherwise.
+    pub(crate) fn commit_failed(&self, f: CommitFailure<'_>) {
+        let (kind, table, error_id) = (f.kind.as_str(), f.table, f.error_id);
+        let (events, rejected) = (f.events, f.rejected);
+        if f.kind.is_retryable() {
+            warn!(error_id, kind, table, error = %f.error, events, rejected, "commit failed");
+        } else {
+            error!(
+                error_id,
+                kind,
+                table,
+                error = %f.error,
+                source = ?f.error,
+                events,
+                rejected,
+                "commit failed"
+            );
+        }
+        self.commit_errors.with_label_values(&[table, kind]).inc();
     }
 
     pub(crate) fn rows_written(&self, table: &'static str, n: usize) {
@@ -111,46 +226,35 @@ pub struct QueryMetrics {
 impl QueryMetrics {
     /// Creates the metrics and registers them in `registry`.
     pub fn new(registry: &Registry) -> prometheus::Result<Self> {
-        let running = IntGaugeVec::new(
-            Opts::new("keyshift_query_running", "Queries executing now, by lane."),
+        let r = Registrar::new(registry);
+        let running = r.int_gauge_vec(
+            "keyshift_query_running",
+            "Queries executing now, by lane.",
             &["lane"],
         )?;
-        let queued = IntGaugeVec::new(
-            Opts::new(
-                "keyshift_query_queued",
-                "Queries waiting for a slot, by lane.",
-            ),
+        let queued = r.int_gauge_vec(
+            "keyshift_query_queued",
+            "Queries waiting for a slot, by lane.",
             &["lane"],
         )?;
-        let rejected = IntCounterVec::new(
-            Opts::new(
-                "keyshift_query_rejected_total",
-                "Queries refused without running (reason: queue_full, queue_timeout).",
-            ),
+        let rejected = r.counter_vec(
+            "keyshift_query_rejected_total",
+            "Queries refused without running (reason: queue_full, queue_timeout).",
             &["lane", "reason"],
         )?;
-        let cancelled = IntCounterVec::new(
-            Opts::new(
-                "keyshift_query_cancelled_total",
-                "Queries stopped before they finished (reason: timeout, memory, shutdown, abandoned).",
-            ),
+        let cancelled = r.counter_vec(
+            "keyshift_query_cancelled_total",
+            "Queries stopped before they finished (reason: timeout, memory, shutdown, abandoned).",
             &["lane", "reason"],
         )?;
-        let seconds = HistogramVec::new(
-            HistogramOpts::new(
-                "keyshift_query_seconds",
-                "Execution time of queries that ran, by lane (after waiting for a slot).",
-            )
-            .buckets(vec![
+        let seconds = r.histogram_vec(
+            "keyshift_query_seconds",
+            "Execution time of queries that ran, by lane (after waiting for a slot).",
+            &[
                 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
-            ]),
+            ],
             &["lane"],
         )?;
-        registry.register(Box::new(running.clone()))?;
-        registry.register(Box::new(queued.clone()))?;
-        registry.register(Box::new(rejected.clone()))?;
-        registry.register(Box::new(cancelled.clone()))?;
-        registry.register(Box::new(seconds.clone()))?;
         // Known label sets start at 0, so that rates over them are 0, not
         // absent, before the first refusal.
         for lane in ["adhoc", "control"] {

@@ -128,7 +128,7 @@ pub fn files(dir: &Path) -> Vec<std::path::PathBuf> {
 /// A `keyshift` process started by a test, its API address read from its
 /// start-up log. Killed when dropped, unless it already exited.
 pub struct Process {
-    pub child: std::process::Child,
+    pub child: keyshift::child::Child,
     pub base: String,
 }
 
@@ -137,17 +137,17 @@ impl Process {
     /// `env` added, and waits until it listens.
     pub fn start(args: &[&str], env: &[(&str, &str)]) -> Process {
         use std::io::BufRead;
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_keyshift"))
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_keyshift"));
+        command
             .args(args)
             .args(["--listen", "127.0.0.1:0"])
             .env("KEYSHIFT__LOG__FORMAT", "json")
             .env("RUST_LOG", "warn,keyshift=info")
             .envs(env.iter().copied())
             .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("spawn keyshift");
-        let stderr = child.stderr.take().expect("stderr");
+            .stderr(std::process::Stdio::piped());
+        let mut child = keyshift::child::Child::spawn(command).expect("spawn keyshift");
+        let stderr = child.take_stderr().expect("stderr");
         let (tx, rx) = std::sync::mpsc::channel();
         // Forwards the log to the test's output, and the address once.
         std::thread::spawn(move || {
@@ -176,67 +176,22 @@ impl Process {
 
     /// Sends SIGTERM.
     pub fn terminate(&self) {
-        let pid = self.child.id().to_string();
-        let status = std::process::Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .expect("kill");
-        assert!(status.success());
+        self.child.terminate().expect("SIGTERM");
     }
 
     /// Waits up to `within` for the process to exit by itself.
     pub fn exit_within(&mut self, within: std::time::Duration) -> Option<std::process::ExitStatus> {
-        let start = std::time::Instant::now();
-        while start.elapsed() < within {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                return Some(status);
-            }
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
-        None
+        self.child.exit_within(within)
     }
 
     /// CPU time (user + system, clock ticks) per thread name of the process.
     pub fn cpu_ticks_by_thread_name(&self) -> std::collections::BTreeMap<String, u64> {
-        let mut out = std::collections::BTreeMap::new();
-        let tasks = format!("/proc/{}/task", self.child.id());
-        for entry in std::fs::read_dir(tasks).expect("tasks").flatten() {
-            let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
-                continue;
-            };
-            let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
-                continue;
-            };
-            let name = stat[open + 1..close].to_owned();
-            // utime and stime: fields 14 and 15, the 12th and 13th after `)`.
-            let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
-            let ticks: u64 = fields
-                .get(11..13)
-                .map(|f| f.iter().filter_map(|v| v.parse::<u64>().ok()).sum())
-                .unwrap_or(0);
-            *out.entry(name).or_default() += ticks;
-        }
-        out
+        self.child.cpu_ticks_by_thread_name()
     }
 
     /// Peak resident memory so far, KiB (`VmHWM`).
     pub fn peak_rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .expect("process status");
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .expect("VmHWM")
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
+        self.child.peak_rss_kib().expect("VmHWM")
     }
 }
 

@@ -14,16 +14,9 @@ use crate::prometheus::{RP, RP_TOKEN, post_lines, repo, started_and_fed, tool};
 
 /// A Prometheus server on loopback, killed when dropped.
 struct Prometheus {
-    child: std::process::Child,
+    _child: keyshift::child::Child,
     base: String,
     client: reqwest::Client,
-}
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 impl Prometheus {
@@ -40,11 +33,9 @@ impl Prometheus {
         );
         let file = dir.join("prometheus.yml");
         std::fs::write(&file, config).expect("prometheus.yml");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
-        let child = std::process::Command::new(bin)
+        let port = keyshift::child::free_port().expect("free port");
+        let mut command = std::process::Command::new(bin);
+        command
             .arg(format!("--config.file={}", file.display()))
             .arg(format!(
                 "--storage.tsdb.path={}",
@@ -52,11 +43,9 @@ impl Prometheus {
             ))
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
             .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("spawn prometheus");
+            .stderr(std::process::Stdio::null());
         let p = Prometheus {
-            child,
+            _child: keyshift::child::Child::spawn(command).expect("spawn prometheus"),
             base: format!("http://127.0.0.1:{port}"),
             client: reqwest::Client::new(),
         };

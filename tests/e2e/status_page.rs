@@ -43,20 +43,14 @@ fn chromium() -> Option<PathBuf> {
         })
 }
 
-/// Kills the demo when the test ends, however it ends.
-struct Demo(std::process::Child);
-
-impl Drop for Demo {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+/// The demo, killed when the test ends, however it ends.
+type Demo = keyshift::child::Child;
 
 /// Starts the demo with `--serve`; returns it and its URL once the summary
 /// is printed and the API stays up.
 fn serve_demo(data_dir: &Path) -> (Demo, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_keyshift"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_keyshift"));
+    command
         .args([
             "demo",
             "--serve",
@@ -68,11 +62,9 @@ fn serve_demo(data_dir: &Path) -> (Demo, String) {
         .arg("--data-dir")
         .arg(data_dir)
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn keyshift demo");
-    let stdout = child.stdout.take().expect("stdout");
-    let demo = Demo(child);
+        .stderr(Stdio::inherit());
+    let mut demo = Demo::spawn(command).expect("spawn keyshift demo");
+    let stdout = demo.take_stdout().expect("stdout");
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let mut tx = Some(tx);

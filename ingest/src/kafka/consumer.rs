@@ -21,7 +21,7 @@ use super::batch::{Batch, Buffered, InFlight, join_in_flight};
 use super::context::{Ctx, RebalanceEvent, consumer_config};
 use super::positions::{GapAction, Partitions, Seek, Verdict, last_offsets};
 use super::{KafkaConfig, SCOPE_HEADER, app_id, client_config, kafka_kind};
-use crate::metrics::KafkaMetrics;
+use crate::metrics::{KafkaEvent, KafkaMetrics, Rebalance};
 use crate::pipeline::{IngestSummary, Pipeline};
 use crate::watermark::IngestWatermark;
 use crate::{IngestError, Result};
@@ -85,9 +85,9 @@ pub async fn run_consumer(
         None => None,
         Some(_) => Some(
             client_config(
-                &cfg,
                 &brokers,
                 &[("enable.idempotence", "true"), ("acks", "all")],
+                &cfg.librdkafka,
             )
             .create::<FutureProducer>()
             .map_err(kafka)?,
@@ -171,9 +171,8 @@ impl Loop {
                             scope: scope_of(&m),
                             timestamp_ms: m.timestamp().to_millis(),
                         }),
-                        Err(e) => {
-                            warn!(error = %e, "kafka receive error (librdkafka retries by itself)");
-                            self.metrics.receive_error();
+                        Err(error) => {
+                            self.metrics.emit(KafkaEvent::Received { error: &error });
                             None
                         }
                     };
@@ -215,19 +214,25 @@ impl Loop {
         for event in events {
             match event {
                 RebalanceEvent::Revoked(parts) => {
-                    self.metrics.rebalance("revoke");
                     let before = self.buffer.len();
                     self.buffer.retain(|b| !parts.contains(&b.partition));
                     self.partitions.revoke(&parts);
-                    info!(partitions = ?parts, dropped = before - self.buffer.len(), "partitions revoked");
+                    self.metrics.emit(KafkaEvent::Rebalanced {
+                        kind: Rebalance::Revoke,
+                        partitions: &parts,
+                        dropped: before - self.buffer.len(),
+                    });
                     if self.buffer.is_empty() {
                         self.first_buffered_at = None;
                     }
                 }
                 RebalanceEvent::Assigned(parts) => {
-                    self.metrics.rebalance("assign");
                     self.position_from_table(&parts).await?;
-                    info!(partitions = ?parts, "partitions assigned");
+                    self.metrics.emit(KafkaEvent::Rebalanced {
+                        kind: Rebalance::Assign,
+                        partitions: &parts,
+                        dropped: 0,
+                    });
                 }
             }
         }
@@ -270,10 +275,10 @@ impl Loop {
         let (partition, offset) = (message.partition, message.offset);
         match self.partitions.accept(partition, offset) {
             Verdict::Take => self.buffer_push(message),
-            Verdict::Replayed => self.metrics.replayed_dropped(1),
+            Verdict::Replayed => self.metrics.emit(KafkaEvent::Replayed),
             Verdict::NotOwned => {}
             Verdict::SkipTo(want) => {
-                self.metrics.replayed_dropped(1);
+                self.metrics.emit(KafkaEvent::Replayed);
                 self.seek(partition, Offset::Offset(want))?;
             }
             Verdict::Gap {
@@ -281,16 +286,13 @@ impl Loop {
                 got,
                 then,
             } => {
-                self.metrics.offset_gap();
-                error!(
-                    topic = %self.cfg.topic,
+                self.metrics.emit(KafkaEvent::OffsetGap {
+                    topic: &self.cfg.topic,
                     partition,
-                    expected_offset = expected,
-                    first_available = got,
-                    lost_messages = got - expected,
-                    policy = ?self.cfg.offset_out_of_range,
-                    "OFFSET OUT OF RANGE: messages keyshift never stored have left the broker (retention)"
-                );
+                    expected,
+                    got,
+                    policy: self.cfg.offset_out_of_range,
+                });
                 match then {
                     GapAction::Take => self.buffer_push(message),
                     GapAction::SeekEnd => self.seek(partition, Offset::End)?,
@@ -378,25 +380,17 @@ impl Loop {
                 Ok(())
             }
             Err(e) => {
-                let kind = e.kind();
-                self.metrics.batch_error(kind);
-                match on_batch_error(kind) {
-                    BatchAction::Reposition => {
-                        // Most likely another member committed these
-                        // partitions (a rebalance we have not seen yet), or
-                        // the store was away: start over from the table.
-                        warn!(kind = kind.as_str(), error = %e, "kafka batch not committed; repositioning from the table");
-                        self.reposition().await
-                    }
-                    BatchAction::Stop => {
-                        error!(
-                            error_id = e.error_id(),
-                            kind = kind.as_str(),
-                            error = %e,
-                            "kafka batch failed and retrying cannot help: stopping the consumer"
-                        );
-                        Err(e)
-                    }
+                let action = on_batch_error(e.kind());
+                self.metrics.emit(KafkaEvent::BatchFailed {
+                    error: &e,
+                    stopping: action == BatchAction::Stop,
+                });
+                match action {
+                    // Most likely another member committed these
+                    // partitions (a rebalance we have not seen yet), or the
+                    // store was away: start over from the table.
+                    BatchAction::Reposition => self.reposition().await,
+                    BatchAction::Stop => Err(e),
                 }
             }
         }

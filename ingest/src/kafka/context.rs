@@ -73,7 +73,6 @@ pub(super) fn consumer_config(cfg: &KafkaConfig, brokers: &str) -> ClientConfig 
         StartFrom::Latest => "latest",
     };
     client_config(
-        cfg,
         brokers,
         &[
             ("group.id", &cfg.group_id),
@@ -97,5 +96,6 @@ pub(super) fn consumer_config(cfg: &KafkaConfig, brokers: &str) -> ClientConfig 
             ("session.timeout.ms", "10000"),
             ("heartbeat.interval.ms", "2000"),
         ],
+        &cfg.librdkafka,
     )
 }

@@ -74,7 +74,6 @@ impl Forwarder {
         let brokers = kafka.brokers.clone().unwrap_or_default();
         let delivery_ms = kafka.produce_timeout.as_millis().to_string();
         let producer = client_config(
-            kafka,
             &brokers,
             &[
                 ("enable.idempotence", "true"),
@@ -83,6 +82,7 @@ impl Forwarder {
                 ("linger.ms", "5"),
                 ("delivery.timeout.ms", &delivery_ms),
             ],
+            &kafka.librdkafka,
         )
         .create::<FutureProducer>()
         .map_err(|e| IngestError::Kafka {

@@ -136,19 +136,20 @@ impl KafkaConfig {
     }
 }
 
-/// librdkafka settings for one client: the brokers, then `ours`, then the
-/// operator's `kafka.librdkafka` passthrough, which wins.
-pub(crate) fn client_config(
-    cfg: &KafkaConfig,
+/// librdkafka settings for one of keyshift's clients (the consumer, the
+/// producers, the rollout controller's publisher): the brokers, then `ours`,
+/// then the operator's `kafka.librdkafka` passthrough, which wins.
+pub fn client_config(
     brokers: &str,
     ours: &[(&str, &str)],
+    passthrough: &BTreeMap<String, String>,
 ) -> rdkafka::config::ClientConfig {
     let mut c = rdkafka::config::ClientConfig::new();
     c.set("bootstrap.servers", brokers);
     for (k, v) in ours {
         c.set(*k, *v);
     }
-    for (k, v) in &cfg.librdkafka {
+    for (k, v) in passthrough {
         c.set(k, v);
     }
     c

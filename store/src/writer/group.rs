@@ -7,10 +7,11 @@ use std::time::Instant;
 
 use chrono::Utc;
 use deltalake::kernel::Transaction;
-use tracing::{debug, error, warn};
+use tracing::{debug, warn};
 
 use super::append::append;
 use super::{CommitReceipt, Published, Request, Writer};
+use crate::metrics::CommitFailure;
 use crate::records::{EventRecord, RejectedRecord};
 use crate::schema::{events_to_batch, rejected_to_batch};
 use crate::{AUTH_EVENTS, ErrorKind, REJECTED_EVENTS, Result, StoreError, new_error_id};
@@ -150,17 +151,14 @@ impl Writer {
                     error_id: new_error_id(),
                     message: e.to_string(),
                 };
-                error!(
-                    error_id = failed.error_id,
-                    kind = failed.kind.as_str(),
-                    table = failed.table,
-                    error = %e,
-                    source = ?e,
+                self.metrics.commit_failed(CommitFailure {
+                    table: failed.table,
+                    kind: failed.kind,
+                    error_id: &failed.error_id,
+                    error: &e,
                     events,
                     rejected,
-                    "commit failed"
-                );
-                self.metrics.commit_failed(failed.table, failed.kind);
+                });
                 Err(failed)
             }
         }

@@ -5,7 +5,7 @@
 //! except under CI, where they fail.
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use keyshift_store::query::QueryLimits;
@@ -120,8 +120,9 @@ async fn produce_mix(p: &FutureProducer, topic: &str, run: &str, n: usize) -> (u
     (n, invalid)
 }
 
+/// A `keyshift ingest` process consuming the scenario's topic.
 struct Ingest {
-    child: Child,
+    child: keyshift::child::Child,
 }
 
 impl Ingest {
@@ -137,7 +138,8 @@ impl Ingest {
         listen: &str,
         env: &[(&str, &str)],
     ) -> Ingest {
-        let child = Command::new(env!("CARGO_BIN_EXE_keyshift"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_keyshift"));
+        command
             .args([
                 "ingest",
                 "--brokers",
@@ -156,34 +158,25 @@ impl Ingest {
             .env("RUST_LOG", "warn,keyshift=info")
             .envs(env.iter().copied())
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn keyshift ingest");
-        Ingest { child }
+            .stderr(Stdio::inherit());
+        Ingest {
+            child: keyshift::child::Child::spawn(command).expect("spawn keyshift ingest"),
+        }
     }
 
-    fn kill(mut self) {
-        let _ = self.child.kill(); // SIGKILL
-        let _ = self.child.wait();
+    /// SIGKILL: a crash.
+    fn kill(self) {
+        self.child.kill();
     }
 
     /// Waits up to `within` for the process to exit by itself.
     fn exit_status(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
-        let start = Instant::now();
-        while start.elapsed() < within {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                return Some(status);
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        None
+        self.child.exit_within(within)
     }
 
-    fn stop(mut self) {
-        let pid = self.child.id().to_string();
-        let _ = Command::new("kill").args(["-TERM", &pid]).status();
-        let status = self.child.wait().expect("wait");
-        assert!(status.success(), "ingest exited with {status}");
+    /// SIGTERM; the process must exit cleanly.
+    fn stop(self) {
+        self.child.stop().expect("keyshift ingest stops cleanly");
     }
 }
 
@@ -337,10 +330,7 @@ fn wait_for_zero_lag(brokers: &str, group: &str, within: Duration) -> Option<i64
 
 /// A port nobody listens on right now (for a child's API).
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port()
+    keyshift::child::free_port().expect("free port")
 }
 
 /// One counter's value from a Prometheus text exposition.
