@@ -29,6 +29,8 @@ pub use isolation::{IsolationBench, IsolationReport, isolation};
 pub use kafka::{KafkaBench, KafkaReport, kafka};
 pub use kpis::{KpiBench, KpiBenchReport, kpis};
 
+/// `keyshift bench collector`: events posted to `POST /v1/events` and
+/// committed, end to end.
 #[derive(Debug, Clone, clap::Args)]
 pub struct CollectorBench {
     /// Total events to post.
@@ -48,12 +50,18 @@ pub struct CollectorBench {
     pub token: Option<String>,
 }
 
+/// What `keyshift bench collector` measured.
 #[derive(Debug)]
 pub struct BenchReport {
+    /// Events posted (and committed).
     pub events: u64,
+    /// Wall time from the first request to the last answer.
     pub elapsed: Duration,
+    /// Median request latency (post to committed answer).
     pub p50: Duration,
+    /// 99th-percentile request latency.
     pub p99: Duration,
+    /// Slowest request.
     pub max: Duration,
 }
 
@@ -81,6 +89,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
         .unwrap_or_default()
 }
 
+/// Runs the collector benchmark against `--url` or an embedded server.
 pub async fn collector(args: &CollectorBench) -> anyhow::Result<BenchReport> {
     if args.batch == 0 || args.concurrency == 0 {
         bail!("--batch and --concurrency must be at least 1");
@@ -171,13 +180,20 @@ pub struct AssignBench {
     pub connections: u64,
 }
 
+/// What `keyshift bench assign` measured.
 #[derive(Debug)]
 pub struct AssignReport {
+    /// Requests answered.
     pub requests: u64,
+    /// Wall time of the whole run.
     pub elapsed: Duration,
+    /// Median request latency.
     pub p50: Duration,
+    /// 99th-percentile request latency.
     pub p99: Duration,
+    /// Slowest request.
     pub max: Duration,
+    /// Nanoseconds per assignment on the hash path alone (no HTTP).
     pub hash_ns: f64,
 }
 
@@ -269,6 +285,7 @@ async fn assign_connection(
     }
 }
 
+/// Runs the assignment benchmark against an embedded server.
 pub async fn assign(args: &AssignBench) -> anyhow::Result<AssignReport> {
     if args.connections == 0 {
         bail!("--connections must be at least 1");

@@ -17,19 +17,35 @@ use keyshift_rollout::RolloutSettings;
 use keyshift_store::StoreConfig;
 use serde::{Deserialize, Serialize};
 
+/// The whole configuration, one field per section of the TOML file. Every
+/// section and key is optional; `Config::default()` holds every default.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
+    /// `[server]`: the HTTP API's address, the data directory, shutdown.
     pub server: ServerConfig,
+    /// `[auth]`: the API's bearer tokens; with none (the default) the API is
+    /// open and must listen on loopback.
     pub auth: AuthConfig,
+    /// `[ingest]`: validation, deduplication and pseudonymization of events,
+    /// and the collector's request limits.
     pub ingest: IngestConfig,
+    /// `[store]`: where the tables live, commit batching, query limits.
     pub store: StoreConfig,
+    /// `[kafka]`: brokers, topics and consumer settings; without `brokers`
+    /// (the default) there is no Kafka source.
     pub kafka: KafkaConfig,
+    /// `[rollout]`: the rollout controller's settings and its rollouts (none
+    /// by default).
     pub rollout: RolloutSettings,
+    /// `[kpi_gauges]`: the KPI gauges on `/metrics`.
     pub kpi_gauges: KpiGaugeConfig,
+    /// `[log]`: log filter and format.
     pub log: LogConfig,
 }
 
+/// The `[server]` section. Defaults: listen on `127.0.0.1:8080`, data in
+/// `./keyshift-data`, 30 s to shut down.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
@@ -52,11 +68,14 @@ impl Default for ServerConfig {
     }
 }
 
+/// How log lines are written (`log.format`): `text` (default) or `json`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
+    /// Human-readable lines (the default).
     #[default]
     Text,
+    /// One JSON object per line.
     Json,
 }
 
@@ -64,11 +83,13 @@ pub enum LogFormat {
 /// it is held to warnings.
 pub const DEFAULT_LOG_FILTER: &str = "info,buoyant_kernel=warn,deltalake_core=warn";
 
+/// The `[log]` section. Defaults: [`DEFAULT_LOG_FILTER`], text format.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LogConfig {
     /// A tracing filter (`info`, `keyshift=debug,info`); `RUST_LOG` overrides.
     pub level: String,
+    /// Plain text or JSON lines; default text.
     pub format: LogFormat,
 }
 
@@ -84,11 +105,17 @@ impl Default for LogConfig {
 /// Command-line values that override the file and the environment.
 #[derive(Debug, Clone, Default)]
 pub struct Overrides {
+    /// Replaces `server.listen`; `None` keeps it.
     pub listen: Option<SocketAddr>,
+    /// Replaces `server.data_dir`; `None` keeps it.
     pub data_dir: Option<PathBuf>,
+    /// Replaces `store.uri`; `None` keeps it.
     pub table_uri: Option<String>,
+    /// Replaces `kafka.brokers`; `None` keeps it.
     pub kafka_brokers: Option<String>,
+    /// Replaces `kafka.topic`; `None` keeps it.
     pub kafka_topic: Option<String>,
+    /// Replaces `kafka.group_id`; `None` keeps it.
     pub kafka_group: Option<String>,
 }
 

@@ -50,6 +50,10 @@ async fn last_commit(tables: &Tables) -> Option<DateTime<Utc>> {
     DateTime::from_timestamp_millis(info.timestamp?)
 }
 
+/// Computes the report `args` asks for over the store of `config`: a text
+/// table, or JSON with `--json`; the KPI catalogue (Markdown) with
+/// `--catalog`. `--to` defaults to the time of the last commit of
+/// `auth_events` (now when there is none).
 pub async fn run_kpis(config: &Config, args: &KpisArgs) -> anyhow::Result<String> {
     if args.catalog {
         return Ok(kpi::catalog_markdown());

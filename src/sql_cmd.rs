@@ -6,9 +6,12 @@ use keyshift_store::{QueryEngine, QueryExecutor, Tables};
 
 use crate::config::Config;
 
+/// How `keyshift sql` prints the rows (`--format`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum OutputFormat {
+    /// An aligned text table, with a note when the row limit cut it.
     Table,
+    /// A JSON object: `rows` (one object per row) and `truncated`.
     Json,
 }
 

@@ -19,6 +19,8 @@ use crate::ApiError;
 /// Minimum token length, so that tokens cannot be guessed.
 const MIN_TOKEN_CHARS: usize = 16;
 
+/// The `[auth]` settings: who may call the API. With no token at all the
+/// server is open and must listen on loopback.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthConfig {
@@ -28,14 +30,18 @@ pub struct AuthConfig {
     pub rp_tokens: Vec<RpToken>,
 }
 
+/// A token bound to one relying party.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RpToken {
+    /// The bearer token (at least 16 characters).
     pub token: String,
+    /// The relying party it may post events for.
     pub rp_id: String,
 }
 
 impl AuthConfig {
+    /// Whether no token is configured, so that anyone may call.
     pub fn is_open(&self) -> bool {
         self.admin_tokens.is_empty() && self.rp_tokens.is_empty()
     }
@@ -80,6 +86,7 @@ impl AuthConfig {
 pub enum Principal {
     /// No tokens are configured (loopback only): everything is allowed.
     Open,
+    /// Holds an admin token: may do everything.
     Admin,
     /// May post events for this rp_id only.
     Rp(String),
@@ -126,6 +133,7 @@ fn digest(token: &str) -> [u8; 32] {
 }
 
 impl Authenticator {
+    /// An authenticator for the tokens of `cfg`, which it keeps as digests only.
     pub fn new(cfg: &AuthConfig) -> Self {
         let mut tokens = HashMap::new();
         for t in &cfg.admin_tokens {
@@ -137,6 +145,7 @@ impl Authenticator {
         Self { tokens }
     }
 
+    /// Whether no token is configured: every request is [`Principal::Open`].
     pub fn is_open(&self) -> bool {
         self.tokens.is_empty()
     }

@@ -5,23 +5,35 @@ use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
+/// Why a request failed. Each variant is sent with one HTTP status (see
+/// [`ApiError::status`]); the text is the body's `error`.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
+    /// 400: the request is malformed or asks for something invalid; the text
+    /// says what.
     #[error("{0}")]
     BadRequest(String),
+    /// 401: the bearer token is missing or unknown. Sent with
+    /// `WWW-Authenticate: Bearer`.
     #[error("missing or invalid bearer token")]
     Unauthorized,
+    /// 403: the token is valid but may not do this; the text says why.
     #[error("{0}")]
     Forbidden(String),
+    /// 404: no route matches the path.
     #[error("not found")]
     NotFound,
     /// A named thing that does not exist (a rollout, say).
     #[error("{0}")]
     NotFoundWhat(String),
+    /// 405: the path exists, but not for this HTTP method.
     #[error("method not allowed")]
     MethodNotAllowed,
+    /// 413: the body is larger than the endpoint accepts; the text gives the
+    /// limit.
     #[error("{0}")]
     PayloadTooLarge(String),
+    /// 415: the endpoint does not accept the body's `Content-Type`.
     #[error("{0}")]
     UnsupportedMediaType(String),
     /// A transient failure: the client should retry (with the same event ids).
@@ -30,16 +42,25 @@ pub enum ApiError {
     /// Too much work at once: retry after `retry_after` seconds (sent as the
     /// `Retry-After` header).
     #[error("{message}")]
-    TooManyRequests { message: String, retry_after: u64 },
+    TooManyRequests {
+        /// What is busy, for the client.
+        message: String,
+        /// Seconds to wait before retrying.
+        retry_after: u64,
+    },
+    /// 504: the work (a query, say) took longer than its time limit.
     #[error("{0}")]
     Timeout(String),
+    /// 500: an unexpected failure; the text is sent to the client.
     #[error("internal error: {0}")]
     Internal(String),
     /// The work was not done and retrying will not help; the details are in
     /// the log under `error_id`, which the body carries.
     #[error("{message} (error id {error_id})")]
     Failed {
+        /// What was not done, for the client.
         message: String,
+        /// Names the log entry that holds the details.
         error_id: String,
         /// Whether keyshift itself is at fault (a bug) rather than its
         /// environment.
@@ -48,6 +69,7 @@ pub enum ApiError {
 }
 
 impl ApiError {
+    /// The HTTP status the error is sent with.
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
@@ -98,6 +120,7 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// What a handler returns.
 pub type ApiResult<T> = Result<T, ApiError>;
 
 #[cfg(test)]

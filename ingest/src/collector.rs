@@ -35,6 +35,8 @@ enum Sink {
     Kafka(Arc<Forwarder>),
 }
 
+/// What the collector's handler shares: the sink for accepted requests, the token check,
+/// and the slots that bound the requests processed at once (`ingest.max_inflight_requests`).
 #[derive(Debug, Clone)]
 pub struct CollectorState {
     sink: Sink,
@@ -82,7 +84,9 @@ impl CollectorState {
 #[derive(Debug, Serialize)]
 #[serde(untagged)]
 pub enum Outcome {
+    /// Embedded collector: what was committed to the store.
     Stored(IngestSummary),
+    /// Kafka mode: what was produced and acknowledged by the broker.
     Forwarded(ForwardSummary),
 }
 
@@ -92,6 +96,7 @@ impl FromRef<CollectorState> for Arc<Authenticator> {
     }
 }
 
+/// The collector's route, `POST /v1/events`, answered through `state`'s sink.
 pub fn router(state: CollectorState) -> Router {
     Router::new()
         .route("/v1/events", post(post_events))

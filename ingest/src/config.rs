@@ -6,6 +6,7 @@ use std::time::Duration;
 use keyshift_schemas::UnknownFields;
 use serde::{Deserialize, Serialize};
 
+/// The `[ingest]` section: the collector's request limits and the pipeline's rules.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct IngestConfig {

@@ -28,8 +28,10 @@ use sha2::{Digest, Sha256};
 
 use crate::{IngestError, Result};
 
+/// An event's dedup key: the first 128 bits of SHA-256 over `rp_id ‖ 0 ‖ event_id`.
 pub type DedupKey = u128;
 
+/// The dedup key of `event_id` at `rp_id`; the same id at two relying parties gives two keys.
 pub fn dedup_key(rp_id: &str, event_id: &str) -> DedupKey {
     let mut h = Sha256::new();
     h.update(rp_id.as_bytes());
@@ -80,6 +82,8 @@ fn minute(at: DateTime<Utc>) -> u32 {
     u32::try_from(at.timestamp().div_euclid(60)).unwrap_or(u32::MAX)
 }
 
+/// The keys of the events stored within the dedup window, each with the minute it was
+/// stored, split into shards (see the module docs for the layout and its memory).
 #[derive(Debug)]
 pub struct DedupIndex {
     /// Stored key → the minute its copy was stored.
@@ -95,6 +99,7 @@ impl Default for DedupIndex {
 }
 
 impl DedupIndex {
+    /// An empty index; [`DedupIndex::load`] fills it from the table.
     pub fn new() -> Self {
         Self::default()
     }
@@ -150,10 +155,12 @@ impl DedupIndex {
         n
     }
 
+    /// Number of keys held, over all shards.
     pub fn len(&self) -> usize {
         (0..SHARDS).map(|s| self.lock(s).len()).sum()
     }
 
+    /// Whether no key is held.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

@@ -4,42 +4,70 @@
 
 use keyshift_store::{ErrorKind, StoreError};
 
+/// Why ingest failed: at start-up, in the pipeline's commit, or in a Kafka source.
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
+    /// The store failed (a commit or a query); its error keeps the kind the store gave it.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The pseudonymization secret file could not be read, parsed or created.
     #[error("pseudonymization secret at {path}: {reason}")]
-    Secret { path: String, reason: String },
+    Secret {
+        /// Path of the secret file.
+        path: String,
+        /// What went wrong: an I/O error, text that is not 64 hex characters, or no
+        /// randomness to create a new secret.
+        reason: String,
+    },
+    /// Rows read from `auth_events` to rebuild the dedup index could not be decoded (a cast
+    /// failed or a column had an unexpected type); holds the cause.
     #[error("loading the dedup index from auth_events: {0}")]
     DedupLoad(String),
     /// The broker or the client refused or did not answer.
     #[error("kafka topic {topic}: {message} ({kind})")]
     Kafka {
+        /// The topic read or produced to (`kafka.dlq_topic` for a dead letter).
         topic: String,
+        /// The client's error text, usually after what was being done (such as
+        /// `producing a dead letter`).
         message: String,
+        /// What a retry can do, judged from the client's error.
         kind: ErrorKind,
     },
     /// A task of the Kafka path ended without an answer: a panic (a bug) or
     /// the runtime stopping under it.
     #[error("kafka topic {topic}: the {what} failed: {message}")]
     Task {
+        /// The topic the task was working on.
         topic: String,
+        /// Which task ended, such as `batch task`.
         what: &'static str,
+        /// The join error's text: the panic message, or that the task was cancelled.
         message: String,
+        /// Whether the task panicked (else it was cancelled).
         panicked: bool,
     },
     /// A batch gave up because the batch before it was not committed; the
     /// earlier batch's error says why.
     #[error("kafka topic {topic}: an earlier batch was not committed")]
-    EarlierBatchFailed { topic: String },
+    EarlierBatchFailed {
+        /// The topic being consumed.
+        topic: String,
+    },
+    /// A partition's next offset has left the broker (retention deleted it) and
+    /// `kafka.offset_out_of_range` is `stop`.
     #[error(
         "kafka topic {topic} partition {partition}: offset {expected} is no longer on the broker \
          (first available: {available}); stopping as kafka.offset_out_of_range = \"stop\" says"
     )]
     OffsetOutOfRange {
+        /// The topic being consumed.
         topic: String,
+        /// The partition with the gap.
         partition: i32,
+        /// The offset the table's stored position calls for next (that position + 1).
         expected: i64,
+        /// The offset the broker delivered instead: the oldest it still holds.
         available: i64,
     },
 }
@@ -64,6 +92,7 @@ impl IngestError {
         }
     }
 
+    /// Whether trying again can succeed, by [`IngestError::kind`].
     pub fn is_retryable(&self) -> bool {
         self.kind().is_retryable()
     }
@@ -87,6 +116,7 @@ impl IngestError {
     }
 }
 
+/// A result whose error is, by default, an [`IngestError`].
 pub type Result<T, E = IngestError> = std::result::Result<T, E>;
 
 #[cfg(test)]

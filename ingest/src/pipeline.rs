@@ -40,15 +40,22 @@ pub struct Rejection {
     /// not counted).
     pub index: usize,
     #[serde(skip_serializing_if = "Option::is_none")]
+    /// The item's `event_id`, cut to 256 characters; `None` when the item was not JSON or
+    /// had no string `event_id`.
     pub event_id: Option<String>,
+    /// What is wrong with the item.
     pub error: String,
 }
 
 /// What became of a request.
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
 pub struct IngestSummary {
+    /// Events stored: valid, and new within the dedup window.
     pub accepted: usize,
+    /// Valid events dropped as repeats of an `event_id` (same `rp_id`) stored within the
+    /// dedup window or earlier in the same request.
     pub duplicates: usize,
+    /// One entry per refused item.
     pub rejected: Vec<Rejection>,
 }
 
@@ -68,6 +75,7 @@ impl Prepared {
         self.rejected.retain(keep);
     }
 
+    /// The records the commit will write to `rejected_events`.
     pub fn rejected(&self) -> &[RejectedRecord] {
         &self.rejected
     }
@@ -96,7 +104,10 @@ impl Prepared {
 /// Why an item was refused, with the JSON pointer of the offending field.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refusal {
+    /// What is wrong, as told to the client and kept in `rejected_events`.
     pub error: String,
+    /// JSON pointer of the offending value (`""` for the whole document);
+    /// [`Checker::check`] always sets it.
     pub pointer: Option<String>,
 }
 
@@ -108,6 +119,7 @@ pub struct Checker {
 }
 
 impl Checker {
+    /// A checker that applies `cfg`'s `max_future` and `unknown_fields`.
     pub fn new(cfg: &IngestConfig) -> Self {
         Self {
             decode: DecodeOptions {
@@ -144,11 +156,16 @@ impl Checker {
 /// and who may vouch for it.
 #[derive(Debug)]
 pub struct Item {
+    /// The item's bytes.
     pub input: Input,
+    /// Where it came from: HTTP, or a Kafka topic, partition and offset.
     pub source: Source,
+    /// Who submitted it; decides which `rp_id`s it may write.
     pub principal: Principal,
 }
 
+/// The ingest pipeline: checks, pseudonymizes and deduplicates items, then commits them
+/// through the store's writer.
 #[derive(Debug)]
 pub struct Pipeline {
     cfg: IngestConfig,
@@ -185,6 +202,7 @@ impl Pipeline {
         Ok(Self::with_parts(cfg, pseudo, dedup, writer, metrics))
     }
 
+    /// A pipeline from ready parts, loading nothing: `dedup` is used as it is.
     pub fn with_parts(
         cfg: IngestConfig,
         pseudo: Pseudonymizer,
@@ -203,10 +221,12 @@ impl Pipeline {
         }
     }
 
+    /// The ingest settings it runs with.
     pub fn config(&self) -> &IngestConfig {
         &self.cfg
     }
 
+    /// The metrics it counts in.
     pub fn metrics(&self) -> &IngestMetrics {
         &self.metrics
     }
@@ -388,6 +408,7 @@ impl Pipeline {
         Ok(n)
     }
 
+    /// The store writer its commits go through.
     pub fn writer(&self) -> &WriterHandle {
         &self.writer
     }

@@ -18,6 +18,8 @@ use crate::{IngestError, Result};
 /// Identifier fields that are hashed wherever they appear.
 pub const PSEUDONYMIZED_FIELDS: [&str; 3] = ["user_id", "device_id", "session_id"];
 
+/// Keyed hashing (HMAC-SHA256 under the pseudonymization secret) of identifiers, and
+/// redaction of the payloads kept for rejects.
 #[derive(Clone)]
 pub struct Pseudonymizer {
     mac: Hmac<Sha256>,
@@ -30,6 +32,7 @@ impl std::fmt::Debug for Pseudonymizer {
 }
 
 impl Pseudonymizer {
+    /// A pseudonymizer keyed with the 32-byte `secret`.
     pub fn new(secret: &[u8; 32]) -> Self {
         let mac = Hmac::<Sha256>::new_from_slice(secret)
             .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));

@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 
 use chrono::{DateTime, TimeZone, Utc};
 
+/// The time up to which every sent event is in the store; clones share one value.
 #[derive(Debug, Clone)]
 pub struct IngestWatermark {
     /// Microseconds since the epoch; `i64::MIN` before anything is known.
@@ -35,6 +36,7 @@ impl IngestWatermark {
         }
     }
 
+    /// The watermark: now for a live one; for a tracked one, `None` until it first moves.
     pub fn get(&self) -> Option<DateTime<Utc>> {
         match &self.tracked {
             None => Some(Utc::now()),

@@ -3,10 +3,14 @@
 use keyshift_http::ApiError;
 use keyshift_store::StoreError;
 
+/// Why a read-API request (SQL, KPI report, funnel) failed.
 #[derive(Debug, thiserror::Error)]
 pub enum MetricsError {
+    /// The store refused or failed the query (not read-only, busy, time or memory
+    /// limit, planning or execution error); mapped to an HTTP status by its kind.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// Query results could not be turned into JSON.
     #[error("rendering rows as JSON: {0}")]
     Render(String),
     /// The caller's request is wrong (a parameter, a range).
@@ -19,6 +23,7 @@ pub enum MetricsError {
 }
 
 impl MetricsError {
+    /// True only for a store error that is itself retryable.
     pub fn is_retryable(&self) -> bool {
         match self {
             MetricsError::Store(e) => e.is_retryable(),
@@ -64,4 +69,5 @@ impl From<MetricsError> for ApiError {
     }
 }
 
+/// A result whose error is a [`MetricsError`].
 pub type Result<T, E = MetricsError> = std::result::Result<T, E>;

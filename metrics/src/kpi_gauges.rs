@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use keyshift_store::QueryEngine;
-use prometheus::{Gauge, GaugeVec, IntCounter, Opts, Registry};
+use keyshift_store::metrics::Registrar;
+use prometheus::{Gauge, GaugeVec, IntCounter, Registry};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
@@ -61,6 +62,8 @@ impl Default for KpiGaugeConfig {
 }
 
 impl KpiGaugeConfig {
+    /// One message per problem (interval under 1 s, window outside 1 h..92 d); empty
+    /// when valid.
     pub fn validate(&self) -> Vec<String> {
         let mut errors = Vec::new();
         if self.interval < Duration::from_secs(1) {
@@ -191,34 +194,29 @@ pub struct KpiGauges {
 }
 
 impl KpiGauges {
+    /// Creates `keyshift_kpi_ratio`, `keyshift_kpi_per_thousand`, the refresh timestamp and
+    /// the refresh error counter, and registers them; fails if any is already registered.
     pub fn new(registry: &Registry) -> prometheus::Result<Self> {
+        let r = Registrar::new(registry);
         let labels = &["kpi", "rp_id", "platform"];
-        let ratio = GaugeVec::new(
-            Opts::new(
-                "keyshift_kpi_ratio",
-                "KPI values over the trailing kpi_gauges.window (definitions: docs/kpis.md).",
-            ),
+        let ratio = r.gauge_vec(
+            "keyshift_kpi_ratio",
+            "KPI values over the trailing kpi_gauges.window (definitions: docs/kpis.md).",
             labels,
         )?;
-        let per_thousand = GaugeVec::new(
-            Opts::new(
-                "keyshift_kpi_per_thousand",
-                "KPI values per 1,000 over the trailing kpi_gauges.window.",
-            ),
+        let per_thousand = r.gauge_vec(
+            "keyshift_kpi_per_thousand",
+            "KPI values per 1,000 over the trailing kpi_gauges.window.",
             labels,
         )?;
-        let refreshed = Gauge::new(
+        let refreshed = r.gauge(
             "keyshift_kpi_refresh_timestamp_seconds",
             "Unix time of the last successful KPI gauge refresh.",
         )?;
-        let errors = IntCounter::new(
+        let errors = r.counter(
             "keyshift_kpi_refresh_errors_total",
             "KPI gauge refreshes that failed (retried next interval).",
         )?;
-        registry.register(Box::new(ratio.clone()))?;
-        registry.register(Box::new(per_thousand.clone()))?;
-        registry.register(Box::new(refreshed.clone()))?;
-        registry.register(Box::new(errors.clone()))?;
         Ok(Self {
             ratio,
             per_thousand,

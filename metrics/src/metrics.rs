@@ -3,6 +3,7 @@
 use keyshift_store::metrics::Registrar;
 use prometheus::{Encoder, HistogramVec, Registry, TextEncoder};
 
+/// The read API's metrics: SQL and KPI request times by outcome.
 #[derive(Debug, Clone)]
 pub struct ApiMetrics {
     sql_seconds: HistogramVec,
@@ -10,6 +11,7 @@ pub struct ApiMetrics {
 }
 
 impl ApiMetrics {
+    /// Creates the metrics and registers them in `registry`.
     pub fn new(registry: &Registry) -> prometheus::Result<Self> {
         let r = Registrar::new(registry);
         let sql_seconds = r.histogram_vec(
@@ -31,6 +33,7 @@ impl ApiMetrics {
         })
     }
 
+    /// Metrics bound to a private registry, for tests and tools.
     pub fn unregistered() -> Self {
         Self::new(&Registry::new()).unwrap_or_else(|e| unreachable!("fresh registry: {e}"))
     }

@@ -11,6 +11,7 @@ use axum::routing::get;
 /// The document, as served.
 pub const DOCUMENT: &str = include_str!("../openapi/openapi.json");
 
+/// `GET /openapi.json`, answering [`DOCUMENT`] as `application/json`; no token needed.
 pub fn router() -> Router {
     Router::new().route("/openapi.json", get(serve))
 }

@@ -26,12 +26,18 @@ const MAX_SQL_BODY: usize = 64 * 1024;
 /// not known yet).
 pub type Watermark = Arc<dyn Fn() -> Option<chrono::DateTime<chrono::Utc>> + Send + Sync>;
 
+/// What the read API's handlers share.
 #[derive(Clone)]
 pub struct SqlState {
+    /// Runs the SQL requests and the KPI queries, under the store's limits.
     pub engine: QueryEngine,
+    /// Checks bearer tokens on each request.
     pub auth: Arc<Authenticator>,
+    /// Every keyshift metric, rendered by `GET /metrics`.
     pub registry: Registry,
+    /// Request timings of the SQL and KPI endpoints.
     pub metrics: ApiMetrics,
+    /// The ingest watermark: the KPI reports' default `to` and their `complete_to`.
     pub watermark: Watermark,
 }
 

@@ -17,6 +17,8 @@ const STYLE: &str = include_str!("../status/style.css");
 const CSP: &str = "default-src 'self'; img-src 'self' data:; script-src 'self'; \
                    style-src 'self'; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'";
 
+/// `GET /` (the page), `/status/app.js` and `/status/style.css`, with a same-origin
+/// content security policy; no token needed.
 pub fn router() -> Router {
     Router::new()
         .route("/", get(index))

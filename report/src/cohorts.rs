@@ -19,6 +19,7 @@ use crate::load::{WEEK_US, is, week};
 pub struct Cohort {
     /// Monday 00:00 UTC of the week of first offer (µs).
     pub week: i64,
+    /// Users first offered in that week, less those who already held a passkey.
     pub users: u64,
     /// Users of the cohort who enrolled before the end of the range.
     pub enrolled: u64,
@@ -32,6 +33,7 @@ pub struct Cohort {
 /// Cumulative adoption of every cohort, and the figures over all of them.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Cohorts {
+    /// One per week of the range with a first offer, oldest first.
     pub cohorts: Vec<Cohort>,
     /// Median hours from offer to enrolment over every cohort's enrolled users.
     pub median_hours: Option<f64>,

@@ -8,21 +8,27 @@ pub enum ReportError {
     /// polars could not read the files or compute a section.
     #[error("{section}: {source}")]
     Polars {
+        /// What was being read or computed.
         section: &'static str,
+        /// What polars said.
         #[source]
         source: polars::error::PolarsError,
     },
     /// A file of the report could not be written.
     #[error("writing {}: {source}", path.display())]
     Io {
+        /// The file or directory being written.
         path: PathBuf,
+        /// What the file system said.
         #[source]
         source: std::io::Error,
     },
     /// A chart could not be drawn.
     #[error("drawing {chart}: {message}")]
     Chart {
+        /// The chart's name (`cohort adoption`, …).
         chart: &'static str,
+        /// What the plotting library said.
         message: String,
     },
     /// The request makes no sense (an empty range…).
@@ -30,6 +36,7 @@ pub enum ReportError {
     Invalid(String),
 }
 
+/// A result whose error is a [`ReportError`].
 pub type Result<T> = std::result::Result<T, ReportError>;
 
 /// Tags a polars error with the section that was being computed.

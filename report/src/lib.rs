@@ -40,7 +40,9 @@ pub use error::{ReportError, Result};
 pub struct ReportRequest {
     /// One relying party, or all of them.
     pub rp_id: Option<String>,
+    /// Start of the range, included.
     pub from: DateTime<Utc>,
+    /// End of the range, excluded; must be after `from`.
     pub to: DateTime<Utc>,
 }
 
@@ -51,27 +53,41 @@ pub struct Source {
     pub table: String,
     /// The snapshot's version.
     pub version: Option<u64>,
+    /// The snapshot's Parquet files, all of which are read.
     pub files: Vec<PathBuf>,
 }
 
 /// Every section of the report, computed.
 #[derive(Debug, Clone)]
 pub struct Report {
+    /// What was asked for.
     pub request: ReportRequest,
+    /// The table's location, from the [`Source`].
     pub table: String,
+    /// The snapshot's version, when the source gave one.
     pub version: Option<u64>,
+    /// How many Parquet files were read.
     pub files: usize,
     /// Events of the range.
     pub events: u64,
+    /// Weekly cohorts by first enrollment offer ([`cohorts`]).
     pub cohorts: Cohorts,
+    /// Enrollment by platform (`client_os`), from [`breakdown::breakdown`].
     pub platforms: DataFrame,
+    /// Enrollment by browser (`client_browser`), from [`breakdown::breakdown`].
     pub browsers: DataFrame,
+    /// Synced and device-bound passkeys created per week, from
+    /// [`trends::credential_mix`].
     pub credential_mix: DataFrame,
+    /// Holders and at-risk holders per week, from [`trends::at_risk`].
     pub at_risk: DataFrame,
     /// Holders and at-risk holders among the users seen in the range, as of
     /// its end.
     pub at_risk_total: (u64, u64),
+    /// Recovery starts and completions per week and channel, from
+    /// [`trends::recovery`].
     pub recovery: DataFrame,
+    /// Support contacts and successful sign-ins per week, from [`trends::support`].
     pub support: DataFrame,
 }
 

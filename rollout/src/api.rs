@@ -27,9 +27,12 @@ const MAX_BATCH_USERS: usize = 10_000;
 /// Largest batch-assignment body.
 const MAX_ASSIGN_BODY: usize = 1024 * 1024;
 
+/// What the rollout API handlers share.
 #[derive(Debug, Clone)]
 pub struct RolloutState {
+    /// The running controller the handlers read from and operate on.
     pub controller: Arc<Controller>,
+    /// Checks bearer tokens (admin or relying-party) on each request.
     pub auth: Arc<Authenticator>,
 }
 
@@ -39,6 +42,9 @@ impl FromRef<RolloutState> for Arc<Authenticator> {
     }
 }
 
+/// The routes of the rollout API: `/v1/assign` (GET one user, POST a batch) and
+/// `/v1/rollouts`, `/v1/rollouts/{id}`, `/v1/rollouts/{id}/decisions`,
+/// `POST /v1/rollouts/{id}/{operation}`.
 pub fn router(state: RolloutState) -> Router {
     Router::new()
         .route("/v1/assign", get(assign_one).post(assign_many))

@@ -25,6 +25,7 @@ pub struct RolloutSettings {
     /// Kafka mode: the producer's fixed `transactional.id`; a second
     /// controller with the same id fences the first.
     pub transactional_id: String,
+    /// The rollouts this controller runs; ids are unique.
     pub rollouts: Vec<RolloutConfig>,
 }
 
@@ -44,27 +45,38 @@ impl Default for RolloutSettings {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Stage {
+    /// Offer (never impose) passkey creation after a password sign-in.
     EnrollmentPrompt,
+    /// Passkey is the default sign-in for users who have one.
     PasskeyDefault,
+    /// Password sign-in no longer required for users with ≥ 2 credentials or recovery codes.
     PasswordOptional,
+    /// Campaign for users who did not adopt a passkey after some months.
     ProactiveMigration,
 }
 
+/// One rollout: a relying party's migration stage, its exposure steps and its guardrails.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RolloutConfig {
     /// `[a-z0-9._-]`, at most 64 characters.
     pub id: String,
+    /// The relying party whose events the rollout is judged on; its RP token may assign.
     pub rp_id: String,
+    /// The migration stage this rollout moves.
     pub stage: Stage,
     /// The hashing salt (Unleash's groupId). Default: the id. Changing it
     /// would reshuffle who is exposed, so a running rollout keeps the one it
     /// started with.
     #[serde(default)]
     pub group_id: Option<String>,
+    /// Exposure steps, in strictly increasing percent; at least one.
     pub steps: Vec<StepConfig>,
+    /// Checks judged at every evaluation; none means only freshness, traffic, sample
+    /// ratio, dwell and exposure gate an advance.
     #[serde(default)]
     pub guardrails: Vec<GuardrailConfig>,
+    /// Time between evaluations (at least 1 s; default 5 min).
     #[serde(with = "humantime_serde", default = "default_interval")]
     pub evaluation_interval: Duration,
     /// The store's ingest watermark may lag the clock by at most this much;
@@ -88,6 +100,7 @@ fn default_srm_min_users() -> u64 {
     1000
 }
 
+/// One exposure step of a rollout and what it needs before advancing.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StepConfig {
@@ -153,6 +166,7 @@ pub enum Metric {
 }
 
 impl Metric {
+    /// The snake_case name used in configuration, evidence and guardrail keys.
     pub fn name(self) -> &'static str {
         match self {
             Metric::PasskeyErrorRate => "passkey_error_rate",
@@ -164,6 +178,8 @@ impl Metric {
         }
     }
 
+    /// Which way is worse when a guardrail does not say: lower for sign-in success,
+    /// higher for every other metric.
     pub fn default_direction(self) -> Direction {
         match self {
             Metric::SignInSuccess => Direction::LowerIsWorse,
@@ -172,6 +188,7 @@ impl Metric {
     }
 }
 
+/// How a guardrail's threshold is read: against a fixed rate or against the control group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum GuardrailKind {
@@ -182,10 +199,13 @@ pub enum GuardrailKind {
     Relative,
 }
 
+/// Which way a metric moves when things get worse.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Direction {
+    /// A rise of the metric is a regression (error, fallback, recovery rates).
     HigherIsWorse,
+    /// A fall of the metric is a regression (sign-in success).
     LowerIsWorse,
 }
 
@@ -193,6 +213,7 @@ pub enum Direction {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Severity {
+    /// Stay at the current step (hold reason `guardrail`) while the breach lasts.
     Hold,
     /// Back to the previous step (0 % from the first), then paused.
     Rollback,
@@ -211,15 +232,21 @@ pub enum Breakdown {
     Browser,
 }
 
+/// A check on one metric that can hold, roll back or abort the rollout.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GuardrailConfig {
+    /// What is measured.
     pub metric: Metric,
+    /// Whether `threshold` is an absolute rate or a margin relative to control.
     pub kind: GuardrailKind,
+    /// Absolute: a proportion in 0..=1 (0.05 = 5 %). Relative: a fraction of the
+    /// control's rate (0.2 = 20 % worse). Never negative.
     pub threshold: f64,
     /// Default: the metric's (higher is worse except for sign-in success).
     #[serde(default)]
     pub direction: Option<Direction>,
+    /// What a confirmed breach does.
     pub severity: Severity,
     /// Denominator events per variant (per segment with a breakdown) before
     /// the guardrail is judged.
@@ -228,6 +255,7 @@ pub struct GuardrailConfig {
     /// Evaluations in a row that must breach before the severity applies.
     #[serde(default = "default_consecutive")]
     pub consecutive_breaches: u32,
+    /// Also judge every platform or browser segment; None judges the whole population only.
     #[serde(default)]
     pub breakdown: Option<Breakdown>,
 }
@@ -241,6 +269,7 @@ fn default_consecutive() -> u32 {
 }
 
 impl GuardrailConfig {
+    /// The configured direction, or the metric's default.
     pub fn direction(&self) -> Direction {
         self.direction
             .unwrap_or_else(|| self.metric.default_direction())
@@ -257,6 +286,7 @@ impl GuardrailConfig {
 }
 
 impl RolloutConfig {
+    /// The hashing salt as configured: `group_id`, or the rollout id when unset.
     pub fn group_id(&self) -> &str {
         self.group_id.as_deref().unwrap_or(&self.id)
     }
@@ -267,11 +297,15 @@ impl RolloutConfig {
         hex::encode(&Sha256::digest(&json)[..8])
     }
 
+    /// Exposure of a step, in [`Basis`] units; 0 for `None` (no step) or an index past
+    /// the last step.
     pub fn step_percent(&self, step: Option<usize>) -> Basis {
         step.and_then(|i| self.steps.get(i))
             .map_or(0, |s| s.percent)
     }
 
+    /// Appends one message per problem (id, rp_id, steps, interval, freshness,
+    /// guardrail thresholds and counts) to `errors`.
     pub fn validate(&self, errors: &mut Vec<String>) {
         let at = format!("rollout {:?}", self.id);
         let id_ok = !self.id.is_empty()
@@ -334,6 +368,7 @@ impl RolloutConfig {
 }
 
 impl RolloutSettings {
+    /// Every problem with the settings and each rollout, as messages; empty when valid.
     pub fn validate(&self) -> Vec<String> {
         let mut errors = Vec::new();
         if !(self.alpha > 0.0 && self.alpha < 0.5) {
@@ -358,6 +393,7 @@ impl RolloutSettings {
         errors
     }
 
+    /// The configured rollout with this id, if any.
     pub fn get(&self, id: &str) -> Option<&RolloutConfig> {
         self.rollouts.iter().find(|r| r.id == id)
     }

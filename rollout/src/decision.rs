@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use crate::assign::Basis;
 use crate::config::RolloutConfig;
 
+/// Where a rollout is in its life, after a decision.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Phase {
@@ -31,6 +32,7 @@ pub enum Phase {
 }
 
 impl Phase {
+    /// The snake_case name recorded in the decision log and shown by the API.
     pub fn name(self) -> &'static str {
         match self {
             Phase::Running => "running",
@@ -50,17 +52,26 @@ impl Phase {
     }
 }
 
+/// What a decision did to a rollout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Action {
     /// The rollout appeared in the configuration.
     Start,
+    /// The evaluation passed: on to the next step (to the first, after a resume at 0 %).
     Advance,
+    /// Stay at the current step; the decision's reason says why.
     Hold,
+    /// Back to the previous step (0 % from the first), then paused; by a confirmed
+    /// guardrail breach or an operator.
     Rollback,
+    /// To 0 %, aborted; by a confirmed guardrail breach or an operator.
     Abort,
+    /// The last step passed its checks (or was promoted past): completed at its exposure.
     Complete,
+    /// An operator paused a running rollout; exposure stays.
     Pause,
+    /// An operator set a paused or aborted rollout running again, at the same step.
     Resume,
     /// Manual advance to the next step, guardrails notwithstanding.
     Promote,
@@ -69,6 +80,7 @@ pub enum Action {
 }
 
 impl Action {
+    /// Every action, in declaration order.
     pub const ALL: [Action; 10] = [
         Action::Start,
         Action::Advance,
@@ -82,6 +94,7 @@ impl Action {
         Action::ConfigChanged,
     ];
 
+    /// The snake_case name recorded in the decision log and used as a metric label.
     pub fn name(self) -> &'static str {
         match self {
             Action::Start => "start",
@@ -131,6 +144,7 @@ pub enum HoldReason {
 }
 
 impl HoldReason {
+    /// The snake_case name recorded as the decision's reason and used as a metric label.
     pub fn name(self) -> &'static str {
         match self {
             HoldReason::StaleData => "stale_data",
@@ -150,10 +164,13 @@ impl HoldReason {
 /// One decision with everything it was based on.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Decision {
+    /// The rollout decided on.
     pub rollout_id: String,
     /// 1, 2, 3… per rollout; the log's order.
     pub seq: i64,
+    /// When the decision was made (the controller's clock).
     pub decided_at: DateTime<Utc>,
+    /// What the decision did.
     pub action: Action,
     /// A hold reason, an operator's reason, or what triggered the action.
     pub reason: Option<String>,
@@ -161,24 +178,41 @@ pub struct Decision {
     pub actor: String,
     /// The phase after this decision.
     pub phase: Phase,
+    /// Index of the step before the decision; `None` is 0 %.
     pub from_step: Option<usize>,
+    /// Index of the step after the decision; `None` is 0 %.
     pub to_step: Option<usize>,
     /// In JSON, a percentage (`12.5`); in memory, hundredths of a percent.
     #[serde(with = "percent")]
     pub from_percent: Basis,
+    /// Exposure after the decision, in the same units as `from_percent`.
     #[serde(with = "percent")]
     pub to_percent: Basis,
+    /// Hash of the rollout's configuration the decision was made under.
     pub config_hash: String,
+    /// The hashing salt in force, fixed when the rollout started.
     pub group_id: String,
+    /// The ingest watermark the evaluation saw; None when the decision came from no
+    /// evaluation (operation, start, configuration change, advance from 0 % after a
+    /// resume) or no watermark was known yet.
     pub watermark: Option<DateTime<Utc>>,
+    /// Start of the evaluated window (when the step began); None when nothing was
+    /// evaluated.
     pub window_start: Option<DateTime<Utc>>,
+    /// End of the evaluated window (the watermark, at most now); None when nothing
+    /// was evaluated.
     pub window_end: Option<DateTime<Utc>>,
     /// Consecutive breaches per guardrail and segment, after this decision.
     pub breaches: BTreeMap<String, u32>,
+    /// What the decision was based on, as JSON: per guardrail and segment the counts,
+    /// rates, interval, limit and verdict, the sample-ratio test, dwell and exposure;
+    /// for operations, the operation and reason.
     pub evidence: serde_json::Value,
 }
 
 impl Decision {
+    /// The row for the `rollout_decisions` table (percentages as percent, breaches and
+    /// evidence as JSON text).
     pub fn to_record(&self) -> DecisionRecord {
         let pct = |b: Basis| f64::from(b) / 100.0;
         let step = |s: Option<usize>| s.and_then(|s| i32::try_from(s).ok());
@@ -204,6 +238,8 @@ impl Decision {
         }
     }
 
+    /// Reads a row of `rollout_decisions` back. Never fails: an unknown action reads
+    /// as `hold`, an unknown phase as `running`, unreadable JSON as empty.
     pub fn from_record(r: &DecisionRecord) -> Decision {
         let basis = |p: f64| (p * 100.0).round().clamp(0.0, 10_000.0) as Basis;
         let step = |s: Option<i32>| s.and_then(|s| usize::try_from(s).ok());
@@ -249,17 +285,23 @@ pub(crate) mod percent {
 /// A rollout's state: the fold of its decisions.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RolloutState {
+    /// The rollout.
     pub rollout_id: String,
+    /// The phase after the last decision.
     pub phase: Phase,
     /// Index into the configured steps; `None` is 0 %.
     pub step: Option<usize>,
+    /// Current exposure in hundredths of a percent (a percentage in JSON).
     #[serde(serialize_with = "percent::serialize")]
     pub percent: Basis,
     /// When the current step (or 0 %) began: the start of its window.
     pub step_started_at: DateTime<Utc>,
     /// The salt users are hashed with, fixed when the rollout started.
     pub group_id: String,
+    /// Hash of the configuration last recorded; a different one at start-up is
+    /// recorded as `config_changed`.
     pub config_hash: String,
+    /// Consecutive breaches per guardrail and segment, as of the last decision.
     pub breaches: BTreeMap<String, u32>,
     /// The last decision's sequence number (0 before any).
     pub seq: i64,

@@ -20,6 +20,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use crate::decision::Decision;
 use crate::{Result, RolloutError};
 
+/// The transactional producer of the decisions topic (Kafka mode).
 #[derive(Clone)]
 pub struct DecisionPublisher {
     producer: Arc<FutureProducer>,

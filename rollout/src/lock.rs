@@ -9,12 +9,16 @@ use std::path::Path;
 
 use crate::{Result, RolloutError};
 
+/// The held lock on `<data_dir>/rollout-controller.lock`; dropping it releases the lock.
 #[derive(Debug)]
 pub struct ControllerLock {
     _file: File,
 }
 
 impl ControllerLock {
+    /// Creates the lock file if needed and locks it without waiting. Fails with
+    /// [`RolloutError::Locked`] when another process holds it, [`RolloutError::LockIo`]
+    /// when the file cannot be opened or locked.
     pub fn acquire(data_dir: &Path) -> Result<Self> {
         let path = data_dir.join("rollout-controller.lock");
         let shown = path.display().to_string();

@@ -6,6 +6,8 @@ use prometheus::{Gauge, GaugeVec, Histogram, IntCounter, IntCounterVec, IntGauge
 
 use crate::decision::{Action, Decision, HoldReason, Phase};
 
+/// The controller's metrics: each rollout's exposure, phase, step, hold
+/// reason, decisions, guardrail values and evaluation times.
 #[derive(Debug, Clone)]
 pub struct RolloutMetrics {
     percent: GaugeVec,
@@ -46,6 +48,7 @@ const HOLDS: [HoldReason; 10] = [
 ];
 
 impl RolloutMetrics {
+    /// Creates the metrics and registers them in `registry`.
     pub fn new(registry: &Registry) -> prometheus::Result<Self> {
         let r = Registrar::new(registry);
         let percent = r.gauge_vec(
@@ -137,6 +140,7 @@ impl RolloutMetrics {
         })
     }
 
+    /// Metrics bound to a private registry, for tests and tools.
     pub fn unregistered() -> Self {
         Self::new(&Registry::new()).unwrap_or_else(|e| unreachable!("fresh registry: {e}"))
     }

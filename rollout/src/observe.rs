@@ -14,14 +14,18 @@ use serde::Serialize;
 
 use crate::config::{Breakdown, Metric};
 
+/// Which side of the rollout an event's user was on, as the relying party recorded it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Variant {
+    /// Exposed to the stage.
     Treatment,
+    /// Not exposed; the baseline for relative guardrails.
     Control,
 }
 
 impl Variant {
+    /// `"treatment"` or `"control"`, as in events and evidence.
     pub fn name(self) -> &'static str {
         match self {
             Variant::Treatment => "treatment",
@@ -33,15 +37,25 @@ impl Variant {
 /// Event counts of one cell.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct Counts {
+    /// Events of any type.
     pub events: u64,
+    /// `auth.started` events with method passkey.
     pub passkey_started: u64,
+    /// `auth.failed` events with method passkey.
     pub passkey_failed: u64,
+    /// `auth.fallback` events falling back from passkey.
     pub passkey_fallback: u64,
+    /// `auth.started` events, any method.
     pub started: u64,
+    /// `auth.succeeded` events, any method.
     pub succeeded: u64,
+    /// `recovery.started` events.
     pub recoveries: u64,
+    /// `enrollment.started` events.
     pub enrollment_started: u64,
+    /// `enrollment.failed` events.
     pub enrollment_failed: u64,
+    /// `support.contacted` events.
     pub support: u64,
 }
 
@@ -75,17 +89,23 @@ impl Counts {
     }
 }
 
+/// The counts of one variant, platform and browser combination.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cell {
+    /// The variant the events were recorded under.
     pub variant: Variant,
+    /// `client.os`, or `unknown` when absent.
     pub platform: String,
+    /// `client.browser`, or `unknown` when absent.
     pub browser: String,
+    /// The events counted in this cell.
     pub counts: Counts,
 }
 
 /// A rollout's data in one window.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Observation {
+    /// One cell per variant, platform and browser seen, sorted in that order.
     pub cells: Vec<Cell>,
     /// Distinct users per variant: `[treatment, control]`.
     pub users: [u64; 2],
@@ -108,6 +128,7 @@ impl Observation {
         c
     }
 
+    /// The platforms or browsers seen in the window (either variant), sorted.
     pub fn segments(&self, b: Breakdown) -> BTreeSet<String> {
         self.cells
             .iter()
@@ -118,10 +139,12 @@ impl Observation {
             .collect()
     }
 
+    /// Events of the rollout in the window, both variants; 0 means no traffic.
     pub fn events(&self) -> u64 {
         self.cells.iter().map(|c| c.counts.events).sum()
     }
 
+    /// Distinct users of a variant in the window.
     pub fn users(&self, variant: Variant) -> u64 {
         match variant {
             Variant::Treatment => self.users[0],

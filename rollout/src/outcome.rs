@@ -15,14 +15,22 @@ use crate::transition::Transition;
 /// What an evaluation concluded.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Outcome {
+    /// What the decision will do.
     pub action: Action,
+    /// Why it holds; `None` unless the action is a hold.
     pub hold: Option<HoldReason>,
     /// What triggered a rollback / abort / advance, for the log.
     pub detail: Option<String>,
+    /// The phase after the decision.
     pub phase: Phase,
+    /// The step after the decision; `None` is 0 %.
     pub to_step: Option<usize>,
+    /// Exposure after the decision, in hundredths of a percent.
     pub to_percent: Basis,
+    /// Consecutive breaches per guardrail and segment after the decision (empty for moves
+    /// and operations).
     pub breaches: BTreeMap<String, u32>,
+    /// What the conclusion was based on, recorded as the decision's evidence.
     pub evidence: Value,
 }
 

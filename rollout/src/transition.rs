@@ -7,10 +7,15 @@ use crate::decision::{Action, Phase};
 /// A manual operation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Operation {
+    /// Stop automatic evaluation of a running rollout; exposure stays.
     Pause,
+    /// Run a paused or aborted rollout again, at the step it is at.
     Resume,
+    /// Move to the next step regardless of guardrails; complete from the last step.
     Promote,
+    /// Back to the previous step (0 % from the first), then paused.
     Rollback,
+    /// To 0 %, aborted.
     Abort,
 }
 
@@ -36,6 +41,7 @@ impl Operation {
         })
     }
 
+    /// The operation's name, as in the API path.
     pub fn name(self) -> &'static str {
         match self {
             Operation::Pause => "pause",
@@ -50,7 +56,9 @@ impl Operation {
 /// Where an allowed operation takes the rollout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Transition {
+    /// The action recorded for the operation (a promote at the last step is `complete`).
     pub action: Action,
+    /// The phase after the operation.
     pub phase: Phase,
     /// The step after the operation (`None`: 0 %).
     pub to_step: Option<usize>,

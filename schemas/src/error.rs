@@ -6,7 +6,9 @@ use std::fmt;
 /// offending document. `""` is the document itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ValidationError {
+    /// Where the violation is: a JSON pointer, `""` for the whole document.
     pub pointer: String,
+    /// What is wrong, for the producer to read.
     pub message: String,
 }
 
@@ -35,8 +37,11 @@ pub enum SchemaError {
     /// The bytes are not a JSON document.
     #[error("malformed JSON at line {line} column {column}: {message}")]
     Json {
+        /// Line of the error, from 1.
         line: usize,
+        /// Column of the error, from 1.
         column: usize,
+        /// serde_json's description of the error.
         message: String,
     },
     /// The document is JSON but breaks the contract.
@@ -70,4 +75,5 @@ impl From<ValidationError> for SchemaError {
     }
 }
 
+/// A result whose error is a [`SchemaError`] unless said otherwise.
 pub type Result<T, E = SchemaError> = std::result::Result<T, E>;

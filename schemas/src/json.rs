@@ -15,10 +15,15 @@ use serde_json::{Number, Value};
 /// One parsed JSON value, borrowing its strings from the input where it can.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Doc<'a> {
+    /// `null`.
     Null,
+    /// `true` or `false`.
     Bool(bool),
+    /// A number, as serde_json holds it.
     Number(Number),
+    /// A string: borrowed from the input, owned if it had escapes.
     String(Cow<'a, str>),
+    /// An array, in input order.
     Array(Vec<Doc<'a>>),
     /// Members in input order. A repeated key is kept twice; lookups see
     /// the last one, as `serde_json::Value` does.
@@ -39,6 +44,7 @@ impl<'a> Doc<'a> {
         }
     }
 
+    /// The text, if this is a string.
     pub fn as_str(&self) -> Option<&str> {
         match self {
             Doc::String(s) => Some(s),

@@ -29,6 +29,7 @@ pub struct Behaviour {
     /// offered one: the treatment is asked at every sign-in, the control
     /// by an existing, rarer nudge.
     pub offer_treatment: f64,
+    /// The control's chance of an offer, from the existing nudge.
     pub offer_control: f64,
     /// Chance to start enrolling at the first, second, … offer (the last
     /// value repeats). Brief, enrollment rate: "≥ 20 % target" → 0.25 at the
@@ -67,6 +68,7 @@ pub struct Behaviour {
     /// Median seconds from start to success. Brief, time to sign in:
     /// "Google: 14.9 s passkey vs 30.4 s password".
     pub passkey_median_s: f64,
+    /// The same for password sign-ins: 30.4 s.
     pub password_median_s: f64,
     /// Recoveries per user and year among users without a passkey. Brief,
     /// recovery rate: "resets: 2–4 per user per year" → 3.
@@ -83,6 +85,7 @@ pub struct Behaviour {
     /// Support contacts per 1,000 sign-ins (no public reference), and the
     /// chance of a contact after a sign-in that failed.
     pub support_per_thousand: f64,
+    /// Chance of a support contact after a sign-in that failed.
     pub support_after_failure: f64,
 }
 

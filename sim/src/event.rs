@@ -9,17 +9,24 @@ use crate::scenario::Platform;
 /// The rollout a user was served, as it goes into the event.
 #[derive(Debug, Clone, Copy)]
 pub struct Served<'a> {
+    /// The rollout's id.
     pub rollout_id: &'a str,
+    /// Whether the user is in the treatment arm (else in control).
     pub treatment: bool,
+    /// The share of users exposed, in percent (0–100).
     pub percent: f64,
 }
 
 /// Who an event is about.
 #[derive(Debug, Clone, Copy)]
 pub struct Subject<'a> {
+    /// The user's number: the event's `user_id` is `u{user}`.
     pub user: u32,
+    /// The user's current device: `device_id` is `u{user}-d{device}`.
     pub device: u32,
+    /// The user's OS/browser slice, which fills the event's `client`.
     pub platform: &'a Platform,
+    /// The rollout served; `None` leaves the event without a `rollout`.
     pub served: Option<Served<'a>>,
 }
 
@@ -32,6 +39,7 @@ pub struct Emitter {
 }
 
 impl Emitter {
+    /// Events for `rp_id`, with event and attempt ids starting with `id_prefix`.
     pub fn new(rp_id: &str, id_prefix: &str) -> Self {
         Self {
             rp_id: rp_id.to_owned(),
@@ -46,6 +54,8 @@ impl Emitter {
         format!("{}a{}", self.id_prefix, self.next)
     }
 
+    /// Appends one event line to `out`: `event_type` about `who` at `at`,
+    /// in the ceremony `attempt` if given, with `data` as its `data`.
     pub fn emit(
         &mut self,
         out: &mut Vec<String>,

@@ -54,6 +54,8 @@ const METHODS: [&str; 7] = [
     "other",
 ];
 
+/// A scenario: who is simulated, how they behave, what goes wrong, and the
+/// rollouts of the demo.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Scenario {
@@ -62,17 +64,23 @@ pub struct Scenario {
     /// replaces the base's.
     #[serde(default)]
     pub base: Option<String>,
+    /// The scenario's name; a shipped one's is its name in [`SHIPPED`].
     pub name: String,
     /// One line: what happens.
     pub summary: String,
     /// What the scenario is meant to show: the controller's expected
     /// reaction and where to see it.
     pub expect: String,
+    /// Seeds the random generator (default 42): the same seed gives the
+    /// same events.
     #[serde(default = "default_seed")]
     pub seed: u64,
+    /// Who is simulated.
     pub population: Population,
+    /// The model's rates; each one not given keeps its default.
     #[serde(default)]
     pub behaviour: Behaviour,
+    /// What goes wrong, and when (nothing by default).
     #[serde(default)]
     pub incidents: Vec<Incident>,
     /// The rollouts the demo's controller runs (the `[[rollout.rollouts]]`
@@ -86,13 +94,18 @@ fn default_seed() -> u64 {
     42
 }
 
+/// The users of one relying party.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Population {
+    /// The relying party every event is for.
     pub rp_id: String,
+    /// How many users (at least 1).
     pub users: u32,
     /// Simulated days.
     pub days: u32,
+    /// The slices the users are split into (at least one with a positive
+    /// share).
     pub platforms: Vec<Platform>,
 }
 
@@ -100,10 +113,14 @@ pub struct Population {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Platform {
+    /// The events' `client.os`.
     pub os: String,
+    /// The events' `client.os_version`; `None` leaves it out.
     #[serde(default)]
     pub os_version: Option<String>,
+    /// The events' `client.browser`.
     pub browser: String,
+    /// The events' `client.browser_version`; `None` leaves it out.
     #[serde(default)]
     pub browser_version: Option<String>,
     /// `desktop`, `mobile`, `tablet` or `other`.
@@ -142,12 +159,18 @@ fn one() -> f64 {
 pub enum Incident {
     /// Passkey ceremonies on one browser fail far more often.
     BrowserRegression {
+        /// The `client.browser` affected.
         browser: String,
+        /// When it begins, counted from the simulation's start.
         #[serde(with = "humantime_serde")]
         start: Duration,
+        /// How long it lasts; `None`: to the end of the simulation.
         #[serde(with = "humantime_serde", default)]
         duration: Option<Duration>,
+        /// Passkey error rate meanwhile (0..1), unless the platform's own is
+        /// higher.
         error_rate: f64,
+        /// The DOMException name of those errors.
         error: String,
         /// Only users exposed to the rollout (the new default path) hit it.
         #[serde(default = "yes")]
@@ -155,11 +178,15 @@ pub enum Incident {
     },
     /// Recovery starts through one channel against many accounts.
     RecoveryBurst {
+        /// The recovery channel, one of schema v1's.
         channel: String,
+        /// When it begins, counted from the simulation's start.
         #[serde(with = "humantime_serde")]
         start: Duration,
+        /// How long it lasts.
         #[serde(with = "humantime_serde")]
         duration: Duration,
+        /// Recovery starts per hour, each against a user drawn at random.
         per_hour: u32,
         /// Attacker-driven recoveries mostly fail.
         completion: f64,
@@ -167,8 +194,10 @@ pub enum Incident {
     /// The pipeline stops receiving events; they arrive late, in one go,
     /// when it is back.
     IngestOutage {
+        /// When it begins, counted from the simulation's start.
         #[serde(with = "humantime_serde")]
         start: Duration,
+        /// How long it lasts.
         #[serde(with = "humantime_serde")]
         duration: Duration,
     },
@@ -218,6 +247,7 @@ impl Scenario {
         }
     }
 
+    /// Every problem with the scenario, one sentence each; empty if it is valid.
     pub fn validate(&self) -> Vec<String> {
         let mut errors = Vec::new();
         let p = &self.population;

@@ -17,8 +17,11 @@ use crate::scenario::{Incident, Scenario};
 /// The exposure in force: the rollout id, its hashing group and percent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Exposure {
+    /// The rollout's id, put in each event's `rollout`.
     pub rollout_id: String,
+    /// The hashing group users are assigned by (the controller's salt).
     pub group_id: String,
+    /// The share of users exposed, in hundredths of a percent (1 % = 100).
     pub percent: Basis,
 }
 
@@ -124,10 +127,12 @@ impl Simulator {
         }
     }
 
+    /// The scenario being simulated.
     pub fn scenario(&self) -> &Scenario {
         &self.scenario
     }
 
+    /// When the first hour starts, on the simulated clock.
     pub fn start(&self) -> DateTime<Utc> {
         self.start
     }
@@ -137,10 +142,12 @@ impl Simulator {
         self.start + chrono::Duration::hours(i64::from(self.hour))
     }
 
+    /// How many hours the scenario runs: `population.days` × 24.
     pub fn total_hours(&self) -> u32 {
         self.scenario.population.days * 24
     }
 
+    /// Whether every hour of the scenario has run.
     pub fn done(&self) -> bool {
         self.hour >= self.total_hours()
     }

@@ -42,6 +42,8 @@ const HEAVY: [&str; 4] = [
      avg(duration_ms) AS mean FROM auth_events GROUP BY 1, 2 ORDER BY 1, 2",
 ];
 
+/// `keyshift bench isolation`: ingest and health latency with and without
+/// heavy queries running.
 #[derive(Debug, Clone, clap::Args)]
 pub struct IsolationBench {
     /// Events loaded before the two runs (the table the queries read).
@@ -109,14 +111,22 @@ impl Run {
     }
 }
 
+/// What `keyshift bench isolation` measured.
 #[derive(Debug)]
 pub struct IsolationReport {
+    /// Rounds of each run.
     pub rounds: u32,
+    /// Ingest and health latencies with no queries running.
     pub unloaded: Run,
+    /// The same while heavy queries run.
     pub loaded: Run,
+    /// Heavy aggregation queries completed during the loaded run.
     pub aggregations: u64,
+    /// HTTP status the runaway cross join was answered with.
     pub cross_join_status: u16,
+    /// How long the cross join ran before it was stopped.
     pub cross_join_elapsed: Duration,
+    /// The `store.query_timeout` in force.
     pub query_timeout: Duration,
 }
 
@@ -169,6 +179,7 @@ impl std::fmt::Display for IsolationReport {
     }
 }
 
+/// Runs the isolation benchmark on an embedded server.
 pub async fn isolation(args: &IsolationBench) -> anyhow::Result<IsolationReport> {
     if args.batch == 0 || args.concurrency == 0 || args.seconds == 0 {
         bail!("--batch, --concurrency and --seconds must be at least 1");

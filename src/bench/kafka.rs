@@ -28,14 +28,19 @@ pub struct KafkaBench {
     pub keep: bool,
 }
 
+/// What `keyshift bench kafka` measured.
 #[derive(Debug)]
 pub struct KafkaReport {
+    /// Events produced and committed.
     pub events: u64,
+    /// Whether the events were produced before ingest started (a backlog).
     pub preload: bool,
+    /// Time to produce every event.
     pub produce: Duration,
     /// From the first message produced (or, with a backlog, from the ingest
     /// process's start) until every event was committed to the table.
     pub end_to_end: Duration,
+    /// Peak resident memory of the ingest process, KiB.
     pub peak_rss_kib: u64,
 }
 
@@ -182,6 +187,7 @@ async fn produce_synthetic(
     Ok(started.elapsed())
 }
 
+/// Runs the Kafka benchmark: a fresh topic, a `keyshift ingest` child.
 pub async fn kafka(args: &KafkaBench) -> anyhow::Result<KafkaReport> {
     use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
     use rdkafka::client::DefaultClientContext;

@@ -30,19 +30,24 @@ use tokio_util::sync::CancellationToken;
 use super::population::Population;
 use crate::config::Config;
 
+/// `keyshift bench kpis`: KPI and funnel request times on a generated
+/// table.
 #[derive(Debug, Clone, clap::Args)]
 pub struct KpiBench {
     /// Data dir to build (or reuse, if it holds a table already).
     #[arg(long)]
     pub data_dir: PathBuf,
+    /// Events to generate.
     #[arg(long, default_value_t = 10_000_000)]
     pub events: u64,
+    /// Days the events span.
     #[arg(long, default_value_t = 30)]
     pub days: i64,
     /// Users in the population [default: events / (1.1 × days): each is
     /// active on about three days in ten, with ~1.15 events a day on average].
     #[arg(long)]
     pub users: Option<usize>,
+    /// Seed of the generated population.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
     /// Events per commit while building.
@@ -65,14 +70,22 @@ fn first_day() -> DateTime<Utc> {
         .unwrap_or_default()
 }
 
+/// What `keyshift bench kpis` measured.
 #[derive(Debug)]
 pub struct KpiBenchReport {
+    /// Events written and the time it took, when the table was built now.
     pub built: Option<(u64, Duration)>,
+    /// The table version the requests read.
     pub version: Option<u64>,
+    /// The request measured (query string of `/v1/kpis`).
     pub query: String,
+    /// The first KPI request (cold caches).
     pub kpis_cold: Duration,
+    /// The repeats of the KPI request.
     pub kpis_warm: Vec<Duration>,
+    /// The first funnel request.
     pub funnel_cold: Duration,
+    /// The repeats of the funnel request.
     pub funnel_warm: Vec<Duration>,
 }
 
@@ -188,6 +201,7 @@ async fn time_get(client: &reqwest::Client, url: &str) -> anyhow::Result<Duratio
     Ok(t0.elapsed())
 }
 
+/// Builds (or reuses) the table, then times the KPI and funnel requests.
 pub async fn kpis(config: Config, args: &KpiBench) -> anyhow::Result<KpiBenchReport> {
     let mut config = config;
     config.server.data_dir.clone_from(&args.data_dir);

@@ -26,8 +26,11 @@ use crate::{StartOptions, start_with};
 mod kpis;
 mod summary;
 
+/// The options of `keyshift demo`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct DemoArgs {
+    /// The scenario to run and its overrides; its first rollout is the one
+    /// the controller steers.
     #[command(flatten)]
     pub scenario: ScenarioArgs,
     /// Keep the API (and the status page) up afterwards, until Ctrl-C.
@@ -89,6 +92,10 @@ fn exposure_of(controller: &Controller, id: &str) -> Option<Exposure> {
     })
 }
 
+/// Runs the demo on `base` (which must not name Kafka brokers): the server
+/// on a fresh data dir, the scenario's hours fed to it and the controller
+/// ticked after each, progress on standard error and the summary written to
+/// `out`. With `--serve` it then keeps serving until `shutdown` is cancelled.
 pub async fn run_demo(
     base: Config,
     args: &DemoArgs,

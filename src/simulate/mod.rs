@@ -36,6 +36,8 @@ pub struct ScenarioArgs {
 }
 
 impl ScenarioArgs {
+    /// Loads the scenario (shipped name or file), applies the overrides and
+    /// validates the result, failing with every problem found.
     pub fn load(&self) -> anyhow::Result<Scenario> {
         let mut s = Scenario::load(&self.scenario)?;
         if let Some(seed) = self.seed {
@@ -55,8 +57,10 @@ impl ScenarioArgs {
     }
 }
 
+/// The options of `keyshift simulate`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct SimulateArgs {
+    /// The scenario to simulate and its overrides.
     #[command(flatten)]
     pub scenario: ScenarioArgs,
     /// `http://host:port` (a keyshift collector), `kafka://host:port/topic`,
@@ -97,6 +101,7 @@ pub fn default_start(days: u32, now: DateTime<Utc>) -> DateTime<Utc> {
 #[derive(Debug, Default)]
 pub struct Delivery {
     backlog: Vec<String>,
+    /// Events handed to the sink so far (late ones included).
     pub sent: u64,
     /// Events that were held back by an outage before being sent.
     pub late: u64,
@@ -170,12 +175,19 @@ pub fn basis(percent: f64) -> u32 {
 /// What a `keyshift simulate` run did.
 #[derive(Debug, serde::Serialize)]
 pub struct SimulateReport {
+    /// The scenario's name.
     pub scenario: String,
+    /// The seed the run used (the scenario's, or `--seed`).
     pub seed: u64,
+    /// The first simulated hour.
     pub start: DateTime<Utc>,
+    /// Simulated hours run; fewer than the scenario's when interrupted.
     pub hours: u32,
+    /// Events sent to the sink.
     pub events: u64,
+    /// Of those, events held back by a simulated outage and sent late.
     pub late_events: u64,
+    /// Wall-clock duration of the run, in seconds.
     pub seconds: f64,
 }
 
@@ -195,6 +207,9 @@ impl std::fmt::Display for SimulateReport {
     }
 }
 
+/// Runs the simulation `args` describes, hour by hour, paced by `--speed`,
+/// until the scenario's days are done or `shutdown` is cancelled; whatever
+/// an outage still holds is sent before it returns.
 pub async fn run_simulate(
     args: &SimulateArgs,
     shutdown: CancellationToken,

@@ -15,16 +15,25 @@ use serde_json::Value;
 /// Events per collector request (the collector accepts up to 10,000).
 const HTTP_BATCH: usize = 5_000;
 
+/// An open destination for simulated events (NDJSON lines).
 pub enum Sink {
+    /// A keyshift collector, posted to in requests of up to 5,000 events.
     Http {
+        /// The HTTP client (60 s timeout per request).
         client: reqwest::Client,
+        /// The collector's `/v1/events` URL.
         url: String,
+        /// Bearer token sent with each request; `None` sends none.
         token: Option<String>,
     },
+    /// A Kafka topic; each event is keyed by its `user_id`.
     Kafka {
+        /// An idempotent producer (`acks=all`).
         producer: FutureProducer,
+        /// The topic produced to.
         topic: String,
     },
+    /// A file or standard output, one event per line.
     File(Box<dyn Write + Send>),
 }
 

@@ -5,6 +5,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+/// The `[store]` section: where the tables live, how writes are grouped into
+/// commits, and the limits on queries. Every key is optional; the defaults
+/// are those of [`StoreConfig::default`].
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreConfig {

@@ -27,21 +27,46 @@ use crate::{ROLLOUT_DECISIONS, Result, StoreError};
 /// columns.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DecisionRecord {
+    /// The rollout this decision belongs to, as configured.
     pub rollout_id: String,
+    /// Position in the rollout's log: 1, 2, 3…; also the version of the
+    /// `txn` action that fences the append.
     pub seq: i64,
+    /// When the controller (or the operator) made the decision.
     pub decided_at: DateTime<Utc>,
+    /// `start`, `advance`, `hold`, `rollback`, `abort`, `complete`, `pause`,
+    /// `resume`, `promote` or `config_changed`.
     pub action: String,
+    /// A hold reason (`stale_data`, `dwell`…), an operator's reason or what
+    /// triggered the action; `None` when there was none.
     pub reason: Option<String>,
+    /// Who decided: `controller`, or the operator.
     pub actor: String,
+    /// The rollout's phase after this decision: `running`, `paused`,
+    /// `completed` or `aborted`.
     pub phase: String,
+    /// Exposure before the decision, in percent (0–100, two decimals).
     pub from_percent: f64,
+    /// Exposure after the decision, in percent (0–100, two decimals).
     pub to_percent: f64,
+    /// Index of the configured step before the decision (0 is the first);
+    /// `None` at 0 %.
     pub from_step: Option<i32>,
+    /// Index of the configured step after the decision (0 is the first);
+    /// `None` at 0 %.
     pub to_step: Option<i32>,
+    /// Hash of the rollout's configuration the decision was made under.
     pub config_hash: String,
+    /// The salt users are hashed with, fixed when the rollout started.
     pub group_id: String,
+    /// The ingest watermark the evaluation saw; `None` for decisions that
+    /// were not evaluations, or when no watermark was known yet.
     pub watermark: Option<DateTime<Utc>>,
+    /// Start of the evaluated window (when the current step began); `None`
+    /// for decisions that were not evaluations.
     pub window_start: Option<DateTime<Utc>>,
+    /// End of the evaluated window (the watermark, at most the decision
+    /// time); `None` for decisions that were not evaluations.
     pub window_end: Option<DateTime<Utc>>,
     /// JSON: the consecutive-breach counters after this decision.
     pub breaches: String,
@@ -82,10 +107,14 @@ static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
     ]))
 });
 
+/// The Arrow schema of the `rollout_decisions` table, one column per field of
+/// [`DecisionRecord`]; timestamps in microseconds, UTC.
 pub fn rollout_decisions_schema() -> SchemaRef {
     SCHEMA.clone()
 }
 
+/// The records as one batch of [`rollout_decisions_schema`]; fails only when
+/// Arrow refuses the columns (a bug).
 pub fn decisions_to_batch(records: &[DecisionRecord]) -> Result<RecordBatch> {
     let n = records.len();
     let mut str_cols: Vec<StringBuilder> = (0..9).map(|_| StringBuilder::new()).collect();

@@ -53,22 +53,33 @@ pub fn new_error_id() -> String {
     id
 }
 
+/// Why a store operation (opening, writing or querying the tables) failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// Delta Lake failed to load, read or commit to a table.
     #[error("table {table}: {source}")]
     Delta {
+        /// The table the operation was on.
         table: &'static str,
+        /// deltalake's error.
         #[source]
         source: DeltaTableError,
     },
+    /// Arrow refused the columns built from records for a table.
     #[error("table {table}: building record batch: {source}")]
     Arrow {
+        /// The table the batch was for.
         table: &'static str,
+        /// Arrow's error.
         #[source]
         source: deltalake::arrow::error::ArrowError,
     },
+    /// DataFusion failed to plan or run a query (a SQL error, a missing
+    /// column, a failed scan).
     #[error("query: {0}")]
     Query(#[from] datafusion::error::DataFusionError),
+    /// A query ran longer than its time limit (the duration held) and was
+    /// cancelled.
     #[error("query exceeded its time limit of {0:?} (store.query_timeout) and was cancelled")]
     QueryTimeout(std::time::Duration),
     /// The query needed more memory than its lane may use.
@@ -77,40 +88,68 @@ pub enum StoreError {
          stopped: {detail}"
     )]
     QueryMemory {
+        /// The lane's memory limit, in MiB.
         limit_mib: usize,
+        /// The setting that holds that limit (`store.query_memory_mib` or
+        /// `store.control_query_memory_mib`).
         setting: &'static str,
+        /// DataFusion's message about the refused reservation.
         detail: String,
     },
     /// No query slot: too many queries running and waiting.
     #[error("too many queries ({reason}); retry after {}s", .retry_after.as_secs())]
     Busy {
+        /// Why no slot was free: the queue was full, or none freed up in time.
         reason: String,
+        /// How long the client should wait before trying again.
         retry_after: std::time::Duration,
     },
+    /// The process is stopping: the query was cancelled or refused.
     #[error("keyshift is shutting down; the query was cancelled")]
     ShuttingDown,
     /// A query task panicked: a bug, never retried.
     #[error("query failed unexpectedly: {0}")]
     QueryPanicked(String),
+    /// The SQL was not a read-only query (DDL, DML or another statement);
+    /// holds DataFusion's message.
     #[error("statement not allowed: {0}")]
     NotReadOnly(String),
+    /// The table location is unusable: an invalid URL, a scheme this build
+    /// does not support, no table there, or the decisions table not opened.
     #[error("invalid table location {uri:?}: {reason}")]
-    Location { uri: String, reason: String },
+    Location {
+        /// The location (root directory, URL or table name) that was refused.
+        uri: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A local file-system operation failed, or the query runtime could not
+    /// be started.
     #[error("io error at {path}: {source}")]
     Io {
+        /// The path involved (or `query runtime`).
         path: String,
+        /// The operating system's error.
         #[source]
         source: std::io::Error,
     },
+    /// The writer task stopped before it took or answered the request: it
+    /// may not have been committed.
     #[error("the writer has stopped")]
     WriterClosed,
+    /// Rows read back from a table could not be turned into records (a
+    /// missing column or an unexpected type); holds what was wrong.
     #[error("reading stored rows: {0}")]
     Decode(String),
     /// Another writer recorded this position first (a second controller).
     #[error("{app_id}: expected to record version {expected}, the table is at {found:?}")]
     Fenced {
+        /// The `txn` app id of the rollout (`keyshift-rollout-<id>`).
         app_id: String,
+        /// The sequence number this append tried to record.
         expected: i64,
+        /// The last sequence number the table has recorded for the app id;
+        /// `None` when it has none.
         found: Option<i64>,
     },
     /// A group commit failed; every request in it gets this, with the kind
@@ -119,9 +158,13 @@ pub enum StoreError {
         "commit to {table} failed and was not applied ({kind}, error id {error_id}): {message}"
     )]
     CommitFailed {
+        /// The table whose commit failed.
         table: &'static str,
+        /// The kind of the root cause.
         kind: ErrorKind,
+        /// The id under which the writer logged the root cause.
         error_id: String,
+        /// The root cause's message.
         message: String,
     },
 }
@@ -258,6 +301,7 @@ impl StoreError {
     }
 }
 
+/// A result whose error is a [`StoreError`] unless said otherwise.
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 #[cfg(test)]

@@ -40,6 +40,7 @@ pub enum Lane {
 }
 
 impl Lane {
+    /// The lane's label in metrics and messages: `adhoc` or `control`.
     pub fn name(self) -> &'static str {
         match self {
             Lane::Adhoc => "adhoc",
@@ -58,10 +59,16 @@ const CONTROL_QUEUE: usize = 64;
 /// Sizes of the query runtime and its lanes.
 #[derive(Debug, Clone, Copy)]
 pub struct ExecutorSettings {
+    /// Worker threads of the query runtime (at least 1 is started).
     pub threads: usize,
+    /// Nice value of the query threads, 0–19 (higher: lower priority; set on
+    /// Linux only).
     pub nice: i32,
+    /// Ad-hoc queries that may run at once (at least 1).
     pub concurrency: usize,
+    /// Ad-hoc queries that may wait for a slot; beyond that they are refused.
     pub queue: usize,
+    /// Longest wait for a slot, in either lane, before the query is refused.
     pub queue_timeout: Duration,
 }
 

@@ -38,7 +38,9 @@ pub use writer::{CommitReceipt, TxnVersions, Writer, WriterHandle};
 
 /// Table names, as registered in DataFusion and as directory names under the root.
 pub const AUTH_EVENTS: &str = "auth_events";
+/// The table of refused inputs, with their reasons and redacted payloads.
 pub const REJECTED_EVENTS: &str = "rejected_events";
+/// The rollout controller's decision log ([`decisions`]).
 pub const ROLLOUT_DECISIONS: &str = "rollout_decisions";
 
 #[cfg(test)]

@@ -119,6 +119,8 @@ impl<'r> Registrar<'r> {
     }
 }
 
+/// The writer's metrics: commit time, rows written, failed commits by kind,
+/// the last commit's time.
 #[derive(Debug, Clone)]
 pub struct StoreMetrics {
     commit_seconds: HistogramVec,

@@ -36,6 +36,8 @@ const ACCOUNTED_SHARE: usize = 2;
 pub struct QueryLimits {
     /// Rows in one SQL API result.
     pub max_rows: usize,
+    /// Time limit for one query, in either lane; past it the query is
+    /// cancelled.
     pub timeout: Duration,
     /// Memory of the ad-hoc lane.
     pub memory_bytes: usize,
@@ -57,8 +59,11 @@ impl From<&StoreConfig> for QueryLimits {
 /// A query's rows, and whether the row limit cut them.
 #[derive(Debug)]
 pub struct QueryOutput {
+    /// The result's columns (also when there are no rows).
     pub schema: SchemaRef,
+    /// The rows, at most the row limit.
     pub batches: Vec<RecordBatch>,
+    /// Whether the query had more rows than the limit kept.
     pub truncated: bool,
 }
 
@@ -128,10 +133,12 @@ impl QueryEngine {
         })
     }
 
+    /// The limits this engine applies.
     pub fn limits(&self) -> QueryLimits {
         self.limits
     }
 
+    /// The query runtime the engine runs its queries on.
     pub fn executor(&self) -> &QueryExecutor {
         &self.executor
     }

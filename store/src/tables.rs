@@ -17,7 +17,9 @@ use crate::{AUTH_EVENTS, REJECTED_EVENTS, ROLLOUT_DECISIONS, Result, StoreError}
 /// The tables, loaded at their latest version.
 #[derive(Debug, Clone)]
 pub struct Tables {
+    /// `auth_events`: every accepted event.
     pub events: DeltaTable,
+    /// `rejected_events`: every refused input.
     pub rejected: DeltaTable,
     /// Absent in a data dir last written before the rollout controller
     /// existed and opened read-only since.

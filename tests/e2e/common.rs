@@ -41,6 +41,18 @@ impl Server {
         }
     }
 
+    /// The `/metrics` exposition.
+    pub async fn scrape(&self) -> String {
+        self.client
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .await
+            .expect("scrape")
+            .text()
+            .await
+            .expect("text")
+    }
+
     pub async fn stop(self) {
         self.running.stop().await.expect("clean shutdown");
     }

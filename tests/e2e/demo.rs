@@ -265,15 +265,7 @@ async fn a_recovery_attack_shows_in_the_kpis_and_on_metrics() {
         "{burst} vs {before}: {kpis}"
     );
 
-    let metrics = server
-        .client
-        .get(format!("{}/metrics", server.base))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = server.scrape().await;
     let started: f64 = metrics
         .lines()
         .filter(|l| {

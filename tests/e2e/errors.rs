@@ -24,15 +24,20 @@ fn lines(round: usize) -> Vec<String> {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn commit_failures_answer_by_kind() {
-    let dir = tempfile::tempdir().expect("tempdir");
+/// A server whose writer fails when `faults` says so.
+async fn start_with_faults(dir: &std::path::Path) -> (Server, Faults) {
     let faults = Faults::default();
     let options = StartOptions {
         writer_faults: Some(faults.clone()),
         ..StartOptions::default()
     };
-    let server = Server::start_with(config(dir.path()), options).await;
+    (Server::start_with(config(dir), options).await, faults)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commit_failures_answer_by_kind() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (server, faults) = start_with_faults(dir.path()).await;
     let cases = [
         (Fault::Conflict, 503, "conflict"),
         (Fault::Transient, 503, "transient"),
@@ -68,12 +73,7 @@ async fn commit_failures_answer_by_kind() {
     );
     assert_eq!(server.scalar("SELECT count(*) FROM auth_events").await, 12);
 
-    let text = reqwest::get(format!("{}/metrics", server.base))
-        .await
-        .expect("scrape")
-        .text()
-        .await
-        .expect("text");
+    let text = server.scrape().await;
     let outcome = |o: &str| {
         sample(
             &text,
@@ -98,12 +98,7 @@ async fn commit_failures_answer_by_kind() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_poison_event_fails_only_its_request() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let faults = Faults::default();
-    let options = StartOptions {
-        writer_faults: Some(faults.clone()),
-        ..StartOptions::default()
-    };
-    let server = Server::start_with(config(dir.path()), options).await;
+    let (server, faults) = start_with_faults(dir.path()).await;
     faults.fail_rows_with(Fault::Bug, AUTH_EVENTS, "r1-e1");
     let posts: Vec<_> = (0..4).map(lines).collect();
     let answers = futures::future::join_all(posts.iter().map(|l| server.post_ndjson(l))).await;

@@ -338,22 +338,11 @@ async fn feed(s: &Server) {
     post_lines(s, ADMIN, &other).await;
 }
 
-async fn scrape(s: &Server) -> String {
-    s.client
-        .get(format!("{}/metrics", s.base))
-        .send()
-        .await
-        .expect("scrape")
-        .text()
-        .await
-        .expect("text")
-}
-
 /// Polls `/metrics` until every series in `wanted` is present.
 async fn wait_for_series(s: &Server, wanted: &[&str]) -> String {
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
-        let text = scrape(s).await;
+        let text = s.scrape().await;
         let missing: Vec<&&str> = wanted.iter().filter(|w| !text.contains(**w)).collect();
         if missing.is_empty() {
             return text;

@@ -170,13 +170,7 @@ async fn assignment_listing_and_operations_over_http() {
         .await;
     assert_eq!(rows.len(), decisions.len());
 
-    let metrics = s
-        .client
-        .get(format!("{}/metrics", s.base))
-        .send()
-        .await
-        .expect("metrics");
-    let text = metrics.text().await.expect("text");
+    let text = s.scrape().await;
     assert!(
         text.contains("keyshift_rollout_percent{rollout=\"pk-default\"} 100"),
         "{text}"

@@ -46,6 +46,8 @@ pub struct Outgoing {
     payload: Vec<u8>,
 }
 
+/// The Kafka-mode collector's sink: checks each request's items and produces them to
+/// `kafka.topic` with an idempotent producer.
 pub struct Forwarder {
     producer: FutureProducer,
     topic: String,
@@ -65,6 +67,8 @@ impl std::fmt::Debug for Forwarder {
 }
 
 impl Forwarder {
+    /// Creates the producer (idempotent, `acks=all`, lz4) for `kafka.topic`; fails when
+    /// librdkafka refuses the settings.
     pub fn new(
         kafka: &KafkaConfig,
         ingest: &IngestConfig,
@@ -101,10 +105,12 @@ impl Forwarder {
         })
     }
 
+    /// The ingest settings that check items and limit requests.
     pub fn config(&self) -> &IngestConfig {
         &self.cfg
     }
 
+    /// The ingest metrics its requests and events are counted in.
     pub fn metrics(&self) -> &IngestMetrics {
         &self.metrics
     }

@@ -45,17 +45,23 @@ pub enum OffsetPolicy {
     Stop,
 }
 
+/// The `[kafka]` section: the Kafka source of `keyshift ingest` and the producer of
+/// `keyshift collector --brokers`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct KafkaConfig {
     /// `host:port,…`. Unset: no Kafka source.
     pub brokers: Option<String>,
+    /// Topic of the auth events: consumed by ingest, produced to by the Kafka-mode
+    /// collector. Default `keyshift.auth-events`.
     pub topic: String,
+    /// Consumer group ingest joins. Default `keyshift-ingest`.
     pub group_id: String,
     /// Also produce invalid messages here (original bytes, error in headers).
     pub dlq_topic: Option<String>,
     /// Where a partition with no recorded position starts.
     pub start_from: StartFrom,
+    /// What to do when a partition's next offset has left the broker. Default `earliest`.
     pub offset_out_of_range: OffsetPolicy,
     /// Commit when this many messages are buffered.
     pub max_batch_messages: usize,
@@ -78,11 +84,14 @@ pub struct KafkaConfig {
     pub librdkafka: BTreeMap<String, String>,
 }
 
+/// Where a partition with no position recorded in the table starts reading.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StartFrom {
+    /// At the oldest retained message (the default).
     #[default]
     Earliest,
+    /// At the end: only messages produced after the partition was assigned.
     Latest,
 }
 
@@ -106,6 +115,7 @@ impl Default for KafkaConfig {
 }
 
 impl KafkaConfig {
+    /// Every problem with these settings.
     pub fn validate(&self) -> Vec<String> {
         let mut errors = Vec::new();
         if self.brokers.as_ref().is_some_and(|b| b.trim().is_empty()) {

@@ -64,6 +64,8 @@ impl RequestOutcome {
     }
 }
 
+/// Ingest's Prometheus metrics: collector requests, events by outcome, unknown fields,
+/// the dedup index's size and the real-time event counters. Clones share the counters.
 #[derive(Debug, Clone)]
 pub struct IngestMetrics {
     events: IntCounterVec,
@@ -147,6 +149,7 @@ impl IngestMetrics {
         self.stored.tally(records, now)
     }
 
+    /// Metrics bound to a private registry, for tests and tools.
     pub fn unregistered() -> Self {
         Self::new(&Registry::new()).unwrap_or_else(|e| unreachable!("fresh registry: {e}"))
     }

@@ -21,6 +21,7 @@ pub struct RpLabels {
 }
 
 impl RpLabels {
+    /// Labels that always keep `known` and admit at most `cap` others.
     pub fn new(known: impl IntoIterator<Item = String>, cap: usize) -> Self {
         Self {
             known: known.into_iter().collect(),

@@ -64,17 +64,24 @@ pub enum Unit {
 /// One KPI: its name, its meaning in words, and its query.
 #[derive(Debug)]
 pub struct Kpi {
+    /// Stable snake_case id, as requested with `kpi=` and reported (`passkey_usage`).
     pub name: &'static str,
+    /// Human-readable name for tables and the status page.
     pub title: &'static str,
+    /// What the reported value is: a ratio, per thousand, or milliseconds.
     pub unit: Unit,
     /// What one counted thing is: distinct users, ceremonies, events…
     pub counts: &'static str,
+    /// What is counted above the line, in words (for `docs/kpis.md` and reports).
     pub numerator: &'static str,
+    /// What is counted below the line, in words.
     pub denominator: &'static str,
     /// What the `key` of a point is, for KPIs reported per key.
     pub key: Option<&'static str>,
     /// A public reference value, from the domain brief, when there is one.
     pub reference: Option<&'static str>,
+    /// The definition: a query over the engine's common tables returning
+    /// `b, g, k, num, den` (see the module docs for the placeholders).
     pub sql: &'static str,
 }
 

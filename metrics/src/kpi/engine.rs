@@ -20,10 +20,15 @@ use crate::{MetricsError, Result};
 /// range), breakdown value (`None`: all), key, numerator, denominator.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Row {
+    /// Start of the interval (UTC); `None` for a total over the whole range.
     pub t: Option<DateTime<Utc>>,
+    /// Breakdown value (`'all'` without a breakdown); `None` for a total over all values.
     pub group: Option<String>,
+    /// The point's key (error name, reason, method…); `None` for unkeyed KPIs.
     pub key: Option<String>,
+    /// Numerator (the quantile itself for millisecond KPIs); `None` when SQL gave NULL.
     pub num: Option<f64>,
+    /// Denominator; 0 for exits queries, which have none.
     pub den: i64,
 }
 

@@ -10,19 +10,24 @@
 /// One funnel.
 #[derive(Debug)]
 pub struct Funnel {
+    /// Stable id, as reported (`enrollment`, `passkey_signin`).
     pub name: &'static str,
+    /// What one counted thing is, in words (distinct users or ceremonies).
     pub counts: &'static str,
     /// Main path, in order; each a column of `steps_sql`.
     pub steps: &'static [&'static str],
     /// Ways out (columns of `steps_sql` after the main path), each counted
     /// among those who entered the funnel and did not reach its last step.
     pub outs: &'static [&'static str],
+    /// Query returning `b, g` and one count column per step, then per way out.
     pub steps_sql: &'static str,
     /// Prefix of the keys of `exits_sql` rows (`failed: NotAllowedError`).
     pub exits_label: &'static str,
+    /// Query returning `b, g, k, num`: how many left the funnel with each failure name `k`.
     pub exits_sql: &'static str,
 }
 
+/// Every funnel, in the order `GET /v1/funnel` reports them.
 pub static FUNNELS: &[Funnel] = &[
     Funnel {
         name: "enrollment",

@@ -16,11 +16,15 @@ use crate::Result;
 pub struct Header {
     /// `null`: every relying party.
     pub rp_id: Option<String>,
+    /// Start of the range, inclusive (RFC 3339 in JSON).
     #[serde(serialize_with = "rfc3339")]
     pub from: DateTime<Utc>,
+    /// End of the range, exclusive (RFC 3339 in JSON).
     #[serde(serialize_with = "rfc3339")]
     pub to: DateTime<Utc>,
+    /// Width of each series point.
     pub interval: Interval,
+    /// The breakdown; absent without one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub by: Option<By>,
     /// Every event that occurred before this instant and reached keyshift
@@ -31,13 +35,15 @@ pub struct Header {
     /// `complete_to` is at or after `to`: the numbers are final unless late
     /// events arrive.
     pub complete: bool,
-    /// Version of `auth_events` the report was computed at.
+    /// Version of `auth_events` the report was computed at; `None` when unknown.
     pub table_version: Option<u64>,
     /// Day boundaries are UTC.
     pub timezone: &'static str,
 }
 
 impl Header {
+    /// The header of a report on `req`, with the ingest `watermark` as `complete_to` and
+    /// the events table's `version`.
     pub fn new(req: &KpiRequest, watermark: Option<DateTime<Utc>>, version: Option<u64>) -> Self {
         Self {
             rp_id: req.rp_id.clone(),
@@ -76,10 +82,12 @@ pub struct Point {
     /// Breakdown value; absent without a breakdown and in the all-values total.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub group: Option<String>,
+    /// The key (error name, reason, method, path…) for per-key KPIs; absent otherwise.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,
     /// `null` for quantiles (the value is the quantile itself).
     pub numerator: Option<Value>,
+    /// Count below the line; for quantiles, the number of samples.
     pub denominator: i64,
     /// `null` when the denominator is 0: never 0 or NaN.
     pub value: Option<f64>,
@@ -122,12 +130,19 @@ impl Point {
 /// One KPI's definition and numbers.
 #[derive(Debug, Clone, Serialize)]
 pub struct KpiResult {
+    /// The KPI's id (`passkey_usage`).
     pub kpi: &'static str,
+    /// Its human-readable name.
     pub title: &'static str,
+    /// What `value` is: a ratio, per thousand, or milliseconds.
     pub unit: Unit,
+    /// What one counted thing is, in words.
     pub counts: &'static str,
+    /// What the numerator counts, in words.
     pub numerator: &'static str,
+    /// What the denominator counts, in words.
     pub denominator: &'static str,
+    /// What a point's `key` is; absent for unkeyed KPIs.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub key: Option<&'static str>,
     /// Over the whole range: per breakdown value, then over all values.
@@ -136,10 +151,13 @@ pub struct KpiResult {
     pub series: Vec<Point>,
 }
 
+/// What `GET /v1/kpis` and `keyshift kpis` return.
 #[derive(Debug, Clone, Serialize)]
 pub struct KpiReport {
+    /// Range, breakdown and completeness; flattened into the top-level JSON object.
     #[serde(flatten)]
     pub header: Header,
+    /// One result per requested KPI, in request order.
     pub kpis: Vec<KpiResult>,
 }
 
@@ -182,7 +200,9 @@ pub fn kpi_report(header: Header, kpis: &[&'static Kpi], rows: Vec<Vec<Row>>) ->
 /// One step of a funnel at one interval and breakdown value.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Step {
+    /// The step's or way out's name (`started`, `fell_back`, `failed: NotAllowedError`).
     pub step: String,
+    /// How many reached this step or left this way, in the funnel's unit.
     pub count: i64,
     /// On the main path: count / the previous step's count (`null` for the
     /// first step or a previous count of 0). For a way out: count / the
@@ -190,32 +210,44 @@ pub struct Step {
     pub rate: Option<f64>,
 }
 
+/// A funnel at one interval (or over the range) and breakdown value.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct FunnelPoint {
+    /// Start of the interval; absent in totals.
     #[serde(
         skip_serializing_if = "Option::is_none",
         serialize_with = "rfc3339_opt"
     )]
     pub t: Option<DateTime<Utc>>,
+    /// Breakdown value; absent without a breakdown and in the all-values total.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub group: Option<String>,
+    /// The main path, in funnel order.
     pub steps: Vec<Step>,
     /// Ways out of the funnel, then failures by name (`failed: <name>`).
     pub exits: Vec<Step>,
 }
 
+/// One funnel's numbers.
 #[derive(Debug, Clone, Serialize)]
 pub struct FunnelResult {
+    /// The funnel's id (`enrollment`, `passkey_signin`).
     pub funnel: &'static str,
+    /// What one counted thing is, in words.
     pub counts: &'static str,
+    /// Over the whole range: per breakdown value, then over all values.
     pub totals: Vec<FunnelPoint>,
+    /// Per interval (and breakdown value).
     pub series: Vec<FunnelPoint>,
 }
 
+/// What `GET /v1/funnel` returns.
 #[derive(Debug, Clone, Serialize)]
 pub struct FunnelReport {
+    /// Range, breakdown and completeness; flattened into the top-level JSON object.
     #[serde(flatten)]
     pub header: Header,
+    /// The enrollment and passkey sign-in funnels.
     pub funnels: Vec<FunnelResult>,
 }
 

@@ -17,14 +17,19 @@ pub const DEFAULT_RANGE_DAYS: i64 = 7;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Interval {
+    /// One hour, from the start of a UTC hour.
     Hour,
+    /// One day, from UTC midnight; the default.
     Day,
+    /// One ISO week, from Monday 00:00 UTC.
     Week,
 }
 
 impl Interval {
+    /// The accepted `interval=` values.
     pub const ALL: [&str; 3] = ["hour", "day", "week"];
 
+    /// The interval named `hour`, `day` or `week`; `None` for anything else.
     pub fn parse(s: &str) -> Option<Self> {
         match s {
             "hour" => Some(Self::Hour),
@@ -34,6 +39,7 @@ impl Interval {
         }
     }
 
+    /// The name, as in `interval=` and as DataFusion's `date_trunc` unit.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Hour => "hour",
@@ -42,6 +48,7 @@ impl Interval {
         }
     }
 
+    /// The length of one interval.
     pub fn duration(self) -> Duration {
         match self {
             Self::Hour => Duration::hours(1),
@@ -72,15 +79,22 @@ impl Interval {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum By {
+    /// The client's operating system (`client.os`).
     Platform,
+    /// The client's browser (`client.browser`).
     Browser,
+    /// The client's form factor (`client.form_factor`).
     FormFactor,
+    /// The rollout variant the RP recorded: `treatment`, `control`, or `none`.
     Variant,
+    /// The rollout the event was recorded under.
     RolloutId,
+    /// The relying party.
     RpId,
 }
 
 impl By {
+    /// The accepted `by=` values, in declaration order.
     pub const ALL: [&str; 6] = [
         "platform",
         "browser",
@@ -90,6 +104,7 @@ impl By {
         "rp_id",
     ];
 
+    /// The breakdown named as in `by=`; `None` for an unknown name.
     pub fn parse(s: &str) -> Option<Self> {
         Some(match s {
             "platform" => Self::Platform,
@@ -102,6 +117,7 @@ impl By {
         })
     }
 
+    /// The name, as in `by=` and in reports.
     pub fn as_str(self) -> &'static str {
         Self::ALL[self as usize]
     }
@@ -124,20 +140,30 @@ impl By {
 pub struct KpiRequest {
     /// `None`: every relying party (admin only).
     pub rp_id: Option<String>,
+    /// Start of the range, inclusive.
     pub from: DateTime<Utc>,
+    /// End of the range, exclusive; defaults to the ingest watermark.
     pub to: DateTime<Utc>,
+    /// Width of each series point.
     pub interval: Interval,
+    /// The breakdown; `None` reports every event under one value.
     pub by: Option<By>,
+    /// The KPIs to compute, no duplicates, in the order asked; every KPI when none asked.
     pub kpis: Vec<&'static Kpi>,
 }
 
 /// The raw parameters, as strings, before any check.
 #[derive(Debug, Clone, Default)]
 pub struct RawParams {
+    /// `rp_id=`: the relying party; `None` for every one.
     pub rp_id: Option<String>,
+    /// `from=`: RFC 3339 start of the range; `None` for seven days before `to`.
     pub from: Option<String>,
+    /// `to=`: RFC 3339 end of the range; `None` for the ingest watermark.
     pub to: Option<String>,
+    /// `interval=`: `hour`, `day` or `week`; `None` for a day.
     pub interval: Option<String>,
+    /// `by=`: the breakdown name; `None` or empty for none.
     pub by: Option<String>,
     /// Names, from repeated `kpi=` and comma-separated lists.
     pub kpis: Vec<String>,
@@ -271,6 +297,7 @@ impl RawParams {
     }
 }
 
+/// The bad-request error for a report of `n` series points, over [`MAX_POINTS`].
 pub fn too_many_points(n: usize) -> MetricsError {
     MetricsError::BadRequest(format!(
         "the report would have {n} or more series points, more than the limit of {MAX_POINTS}: \

@@ -61,9 +61,14 @@ const USER_KINDS: &str = "offered, started, enrolled, skipped, enroll_failed, en
 /// (for other engines, in the bench).
 #[derive(Debug, Clone)]
 pub struct Stage {
+    /// The table's name in the KPI queries: `a` (ceremonies) or `u` (users).
     pub name: &'static str,
+    /// Statements run one after the other (one per weekly chunk, plus the totals for `u`).
     pub parts: Vec<String>,
+    /// Statement over the parts' rows (read as `<name>0`) giving the table; `None`
+    /// when the parts' rows are the table as they are.
     pub merge: Option<String>,
+    /// The same table as one statement over the whole range.
     pub whole: String,
 }
 

@@ -43,6 +43,8 @@ struct Entry {
     next_due: DateTime<Utc>,
 }
 
+/// The running rollout controller: state of every configured rollout, its evaluations,
+/// manual operations and assignments. Shared behind an `Arc`.
 pub struct Controller {
     settings: RolloutSettings,
     writer: WriterHandle,

@@ -11,23 +11,36 @@ use crate::{Result, RolloutError};
 /// One user's assignment.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Assignment {
+    /// The rollout id.
     pub rollout: String,
+    /// The user id as given.
     pub user: String,
+    /// The user's fine bucket, 0..10_000, fixed by the rollout's group id.
     pub bucket: u32,
+    /// The rollout's current exposure in percent (0 to 100, two decimals).
     pub percent: f64,
+    /// Whether the user is exposed: `bucket < percent × 100`.
     pub enabled: bool,
+    /// `"treatment"` when enabled, otherwise `"control"`.
     pub variant: &'static str,
 }
 
 /// What the API shows about a rollout.
 #[derive(Debug, Clone, Serialize)]
 pub struct Snapshot {
+    /// The rollout id.
     pub id: String,
+    /// The relying party the rollout belongs to.
     pub rp_id: String,
+    /// The migration stage it moves.
     pub stage: crate::config::Stage,
+    /// Phase, step, exposure and counters, as folded from the decision log.
     pub state: RolloutState,
+    /// Current exposure in percent (0 to 100).
     pub percent: f64,
+    /// The configured steps, in percent.
     pub steps: Vec<f64>,
+    /// The latest recorded decision; None only if nothing has been recorded yet.
     pub last_decision: Option<Decision>,
     /// The latest evaluation, recorded or not (a repeated hold is not).
     pub last_evaluation: Option<Decision>,
@@ -64,11 +77,13 @@ impl Controller {
         self.read_entries().get(id).map(|e| e.cfg.rp_id.clone())
     }
 
+    /// What the API shows about rollout `id`; None when no such rollout is configured.
     pub fn snapshot(&self, id: &str) -> Option<Snapshot> {
         let entries = self.read_entries();
         entries.get(id).map(snapshot_of)
     }
 
+    /// Snapshots of every configured rollout, ordered by id.
     pub fn list(&self) -> Vec<Snapshot> {
         self.read_entries().values().map(snapshot_of).collect()
     }

@@ -8,12 +8,18 @@ use crate::config::{Breakdown, Direction, GuardrailConfig, GuardrailKind, Severi
 use crate::observe::{Observation, Variant};
 use crate::stats;
 
+/// What one guardrail check concluded on one segment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Verdict {
+    /// The whole interval is on the good side of the limit.
     Pass,
+    /// The whole interval is beyond the limit.
     Breach,
+    /// The interval straddles the limit; holds the rollout, never advances it.
     Inconclusive,
+    /// Fewer than `min_events` denominator events in a variant, or no interval could
+    /// be computed.
     InsufficientSample,
     /// A relative guardrail with no control group (at 100 %).
     NotApplicable,
@@ -22,32 +28,48 @@ pub enum Verdict {
 /// One guardrail on one segment.
 #[derive(Debug, Clone, Serialize)]
 pub struct Check {
+    /// The guardrail's key, `metric:kind` (e.g. `fallback_rate:relative`).
     pub guardrail: String,
+    /// The metric's name.
     pub metric: &'static str,
+    /// Absolute or relative to control.
     pub kind: GuardrailKind,
+    /// Which way is worse, as configured or the metric's default.
     pub direction: Direction,
+    /// What a confirmed breach does.
     pub severity: Severity,
     /// `all`, or `platform=iOS`, `browser=Safari`.
     pub segment: String,
+    /// The exposed users' counts and rate.
     pub treatment: Arm,
+    /// The control group's counts and rate.
     pub control: Arm,
     /// The interval judged: the treatment's rate (absolute) or treatment −
-    /// control (relative).
+    /// control (relative). `None` when too few events, not applicable, or not computable.
     pub interval: Option<(f64, f64)>,
     /// The bound the interval is judged against: the threshold (absolute)
     /// or the allowed difference, `threshold × control rate` (relative).
     pub limit: f64,
+    /// The configured threshold.
     pub threshold: f64,
+    /// Denominator events each variant needs before the guardrail is judged.
     pub min_events: u64,
+    /// What this check concluded.
     pub verdict: Verdict,
+    /// Breaches in a row on this segment, including this one; 0 unless it breached.
     pub consecutive: u32,
+    /// Breaches in a row needed before the severity applies (`consecutive_breaches`).
     pub required: u32,
 }
 
+/// One variant's counts for a guardrail's metric.
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct Arm {
+    /// Numerator events (e.g. passkey `auth.failed`).
     pub x: u64,
+    /// Denominator events (e.g. passkey `auth.started`).
     pub n: u64,
+    /// `x / n`; `None` when `n` is 0.
     pub rate: Option<f64>,
 }
 

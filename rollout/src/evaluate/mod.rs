@@ -38,16 +38,24 @@ pub use guardrail::{Arm, Check, Verdict};
 /// Everything an evaluation looks at.
 #[derive(Debug, Clone, Copy)]
 pub struct Inputs<'a> {
+    /// The rollout's configuration.
     pub cfg: &'a RolloutConfig,
+    /// Its state, folded from the decision log.
     pub state: &'a RolloutState,
+    /// The evaluation's clock.
     pub now: DateTime<Utc>,
+    /// The store's ingest watermark; `None` when unknown, which counts as stale.
     pub watermark: Option<DateTime<Utc>>,
     /// `None` when the data is stale (not queried).
     pub observation: Option<&'a Observation>,
     /// Why the store could not be read, when it could not (see
     /// [`keyshift_store::StoreError::is_starved`]).
     pub starved: Option<&'a str>,
+    /// One-sided significance of the guardrail tests ([`RolloutSettings::alpha`]).
+    ///
+    /// [`RolloutSettings::alpha`]: crate::RolloutSettings::alpha
     pub alpha: f64,
+    /// A sample-ratio mismatch is declared below this p-value.
     pub srm_p_value: f64,
 }
 

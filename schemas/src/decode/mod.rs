@@ -33,6 +33,7 @@ pub enum UnknownFields {
 pub struct DecodeOptions {
     /// How far in the future `occurred_at` may be (clock skew allowance).
     pub max_future: Duration,
+    /// What to do with fields the contract does not define (default: keep them).
     pub unknown_fields: UnknownFields,
     /// Upper bound on the serialized size of kept unknown fields.
     pub max_extra_bytes: usize,

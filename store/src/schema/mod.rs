@@ -108,10 +108,12 @@ static REJECTED_EVENTS_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
     ]))
 });
 
+/// The Arrow schema of `auth_events`.
 pub fn auth_events_schema() -> SchemaRef {
     AUTH_EVENTS_SCHEMA.clone()
 }
 
+/// The Arrow schema of `rejected_events`.
 pub fn rejected_events_schema() -> SchemaRef {
     REJECTED_EVENTS_SCHEMA.clone()
 }

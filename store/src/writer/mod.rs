@@ -34,13 +34,18 @@ use crate::{
 /// Table versions created by the commit that made a request durable.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CommitReceipt {
+    /// The `auth_events` version the commit created; `None` when it wrote
+    /// nothing there.
     pub events_version: Option<u64>,
+    /// The `rejected_events` version the commit created; `None` when it
+    /// wrote nothing there.
     pub rejected_version: Option<u64>,
 }
 
 /// What readers see: the tables as of the last commit.
 #[derive(Debug, Clone)]
 pub struct Published {
+    /// The tables at the versions of the last commit.
     pub tables: Tables,
     /// When the last commit that added rows finished (the ingest watermark).
     pub last_commit_at: Option<DateTime<Utc>>,

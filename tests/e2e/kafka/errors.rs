@@ -41,12 +41,7 @@ async fn conflicts_and_io_errors_are_re_read_from_the_table() {
     let c = wait_for(sc.dir.path(), 1_000, 0, Duration::from_secs(120)).await;
     assert_eq!((c.0, c.1), (1_000, 1_000), "stored exactly once");
     assert_eq!(faults.hits(), 2);
-    let text = reqwest::get(format!("{}/metrics", server.base))
-        .await
-        .expect("scrape")
-        .text()
-        .await
-        .expect("text");
+    let text = server.scrape().await;
     let errors = |kind: &str| {
         sample(
             &text,
