@@ -15,8 +15,8 @@ use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
-use crate::Result;
 use crate::kpi::{self, By, KpiReport, RawParams, Unit};
+use crate::{MetricsError, Result};
 
 /// The KPIs exported as gauges.
 pub const GAUGE_KPIS: [&str; 6] = [
@@ -225,6 +225,12 @@ impl KpiGauges {
         })
     }
 
+    /// Logs and counts a refresh that failed (retried next interval).
+    fn refresh_failed(&self, e: &MetricsError) {
+        warn!(error = %e, "refreshing the KPI gauges failed; retrying next interval");
+        self.errors.inc();
+    }
+
     /// Replaces every gauge value by `points`: label sets that vanished
     /// (a relying party gone quiet) vanish from `/metrics` too.
     fn publish(&self, points: &Points) {
@@ -298,10 +304,7 @@ pub async fn run(
                 debug!(values = points.len(), "KPI gauges refreshed");
                 gauges.publish(&points);
             }
-            Err(e) => {
-                gauges.errors.inc();
-                warn!(error = %e, "refreshing the KPI gauges failed; retrying next interval");
-            }
+            Err(e) => gauges.refresh_failed(&e),
         }
     }
 }

@@ -4,6 +4,9 @@
 use keyshift_store::metrics::Registrar;
 use prometheus::{Gauge, GaugeVec, Histogram, IntCounter, IntCounterVec, IntGaugeVec, Registry};
 
+use tracing::info;
+
+use crate::assign::format_percent;
 use crate::decision::{Action, Decision, HoldReason, Phase};
 
 /// The controller's metrics: each rollout's exposure, phase, step, hold
@@ -177,7 +180,18 @@ impl RolloutMetrics {
         }
     }
 
-    pub(crate) fn decision(&self, d: &Decision) {
+    /// Logs and counts a decision that took effect.
+    pub(crate) fn decided(&self, d: &Decision) {
+        info!(
+            rollout = %d.rollout_id,
+            seq = d.seq,
+            action = d.action.name(),
+            reason = d.reason.as_deref().unwrap_or(""),
+            from = %format_percent(d.from_percent),
+            to = %format_percent(d.to_percent),
+            actor = %d.actor,
+            "rollout decision"
+        );
         let rollout = d.rollout_id.as_str();
         self.decisions
             .with_label_values(&[rollout, d.action.name()])

@@ -27,7 +27,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::metrics::QueryMetrics;
+use crate::metrics::{Cancel, QueryMetrics, Refusal};
 use crate::{Result, StoreConfig, StoreError};
 
 /// Which slots a query competes for.
@@ -193,17 +193,17 @@ impl QueryExecutor {
         let started = Instant::now();
         let mut task = Task {
             handle: inner.handle.spawn(work),
-            reason: "abandoned",
+            reason: Some(Cancel::Abandoned),
             metrics: &inner.metrics,
             lane: name,
         };
         let result = tokio::select! {
             biased;
             res = &mut task.handle => {
-                task.reason = "";
+                task.reason = None;
                 match res {
                     Ok(Err(e @ StoreError::QueryMemory { .. })) => {
-                        inner.metrics.cancelled(name, "memory");
+                        inner.metrics.cancelled(name, Cancel::Memory);
                         Err(e)
                     }
                     Ok(r) => r,
@@ -212,11 +212,11 @@ impl QueryExecutor {
                 }
             }
             () = inner.stop.cancelled() => {
-                task.reason = "shutdown";
+                task.reason = Some(Cancel::Shutdown);
                 Err(StoreError::ShuttingDown)
             }
             () = tokio::time::sleep(limit) => {
-                task.reason = "timeout";
+                task.reason = Some(Cancel::Timeout);
                 Err(StoreError::QueryTimeout(limit))
             }
         };
@@ -229,17 +229,19 @@ impl QueryExecutor {
 /// A query task that is aborted unless it finished.
 struct Task<'a, T> {
     handle: JoinHandle<T>,
-    /// Why it is being left, when it did not finish; empty once it finished.
-    reason: &'static str,
+    /// Why it is being left, when it did not finish; `None` once it finished.
+    reason: Option<Cancel>,
     metrics: &'a QueryMetrics,
     lane: &'static str,
 }
 
 impl<T> Drop for Task<'_, T> {
     fn drop(&mut self) {
-        if !self.reason.is_empty() && !self.handle.is_finished() {
+        if let Some(reason) = self.reason
+            && !self.handle.is_finished()
+        {
             self.handle.abort();
-            self.metrics.cancelled(self.lane, self.reason);
+            self.metrics.cancelled(self.lane, reason);
         }
     }
 }
@@ -300,7 +302,7 @@ impl Admission {
         queued.inc();
         let _waiting = Waiting(&self.waiting, queued);
         if ahead >= self.max_waiting {
-            metrics.rejected(lane, "queue_full");
+            metrics.rejected(lane, Refusal::QueueFull);
             return Err(StoreError::Busy {
                 reason: format!("{} {lane} queries running and {ahead} waiting", self.size),
                 retry_after: RETRY_AFTER,
@@ -312,7 +314,7 @@ impl Admission {
                 Ok(Ok(p)) => Ok(p),
                 Ok(Err(_closed)) => Err(StoreError::ShuttingDown),
                 Err(_elapsed) => {
-                    metrics.rejected(lane, "queue_timeout");
+                    metrics.rejected(lane, Refusal::QueueTimeout);
                     Err(StoreError::Busy {
                         reason: format!("no {lane} query slot free within {:?}", self.wait),
                         retry_after: RETRY_AFTER,

@@ -214,6 +214,57 @@ impl StoreMetrics {
     }
 }
 
+/// Why a query was refused without running (the `reason` label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    /// Every slot taken and the queue full.
+    QueueFull,
+    /// Waited in the queue for longer than allowed.
+    QueueTimeout,
+}
+
+impl Refusal {
+    const ALL: [Refusal; 2] = [Refusal::QueueFull, Refusal::QueueTimeout];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Refusal::QueueFull => "queue_full",
+            Refusal::QueueTimeout => "queue_timeout",
+        }
+    }
+}
+
+/// Why a query was stopped before it finished (the `reason` label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Cancel {
+    /// Past `store.query_timeout`.
+    Timeout,
+    /// Over its memory limit.
+    Memory,
+    /// The process is shutting down.
+    Shutdown,
+    /// Its caller went away (the request was dropped).
+    Abandoned,
+}
+
+impl Cancel {
+    const ALL: [Cancel; 4] = [
+        Cancel::Timeout,
+        Cancel::Memory,
+        Cancel::Shutdown,
+        Cancel::Abandoned,
+    ];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Cancel::Timeout => "timeout",
+            Cancel::Memory => "memory",
+            Cancel::Shutdown => "shutdown",
+            Cancel::Abandoned => "abandoned",
+        }
+    }
+}
+
 /// Metrics of the query runtime. Labels: `lane` (adhoc, control) and fixed
 /// reason sets.
 #[derive(Debug, Clone)]
@@ -262,11 +313,11 @@ impl QueryMetrics {
         for lane in ["adhoc", "control"] {
             running.with_label_values(&[lane]);
             queued.with_label_values(&[lane]);
-            for reason in ["queue_full", "queue_timeout"] {
-                rejected.with_label_values(&[lane, reason]);
+            for reason in Refusal::ALL {
+                rejected.with_label_values(&[lane, reason.as_str()]);
             }
-            for reason in ["timeout", "memory", "shutdown", "abandoned"] {
-                cancelled.with_label_values(&[lane, reason]);
+            for reason in Cancel::ALL {
+                cancelled.with_label_values(&[lane, reason.as_str()]);
             }
         }
         Ok(Self {
@@ -291,12 +342,16 @@ impl QueryMetrics {
         self.queued.with_label_values(&[lane])
     }
 
-    pub(crate) fn rejected(&self, lane: &'static str, reason: &'static str) {
-        self.rejected.with_label_values(&[lane, reason]).inc();
+    pub(crate) fn rejected(&self, lane: &'static str, reason: Refusal) {
+        self.rejected
+            .with_label_values(&[lane, reason.as_str()])
+            .inc();
     }
 
-    pub(crate) fn cancelled(&self, lane: &'static str, reason: &'static str) {
-        self.cancelled.with_label_values(&[lane, reason]).inc();
+    pub(crate) fn cancelled(&self, lane: &'static str, reason: Cancel) {
+        self.cancelled
+            .with_label_values(&[lane, reason.as_str()])
+            .inc();
     }
 
     pub(crate) fn ran(&self, lane: &'static str, elapsed: Duration) {

@@ -7,6 +7,13 @@ use keyshift::{Running, StartOptions, start_with};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
+/// Taken by the CPU-heavy tests (runaway queries, simulations, 200,000-event
+/// backlogs) so that no two of them share this machine's cores: next to a
+/// runaway query or a backlog, a demo's KPI queries ran past their time
+/// limit. A test that also needs the Kafka broker takes `kafka::BROKER`
+/// first.
+pub static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 pub struct Server {
     pub running: Running,
     pub base: String,

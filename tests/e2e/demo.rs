@@ -26,6 +26,7 @@ fn scenario(name: &str, users: Option<u32>, days: Option<u32>) -> ScenarioArgs {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_demo_rolls_back_a_browser_regression_and_names_the_browser() {
+    let _heavy = crate::common::HEAVY.lock().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let data_dir = dir.path().join("demo");
     let args = DemoArgs {
@@ -222,6 +223,7 @@ async fn simulate_produces_every_event_to_kafka_keyed_by_user() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_recovery_attack_shows_in_the_kpis_and_on_metrics() {
+    let _heavy = crate::common::HEAVY.lock().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let mut c = config(dir.path());
     c.kpi_gauges.enabled = false;

@@ -58,6 +58,7 @@ async fn wait_running(client: &reqwest::Client, base: &str, n: f64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_runaway_query_leaves_ingest_health_and_metrics_alone() {
+    let _heavy = crate::common::HEAVY.lock().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let mut cfg = config(dir.path());
     cfg.store.query_timeout = Duration::from_secs(3);
@@ -121,6 +122,7 @@ async fn a_runaway_query_leaves_ingest_health_and_metrics_alone() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queries_beyond_the_slots_and_queue_get_429_with_retry_after() {
+    let _heavy = crate::common::HEAVY.lock().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let mut cfg = config(dir.path());
     cfg.store.query_timeout = Duration::from_secs(5);
@@ -183,6 +185,7 @@ async fn stored_events(data_dir: &std::path::Path) -> i64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_during_a_runaway_query_exits_in_time_and_keeps_what_was_acknowledged() {
+    let _heavy = crate::common::HEAVY.lock().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().to_str().expect("utf8");
     let deadline = Duration::from_secs(5);
@@ -270,6 +273,7 @@ async fn sigterm_during_a_runaway_query_exits_in_time_and_keeps_what_was_acknowl
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_query_over_the_memory_limit_is_refused_and_memory_stays_bounded() {
+    let _heavy = crate::common::HEAVY.lock().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().to_str().expect("utf8");
     let limit_mib = 256;

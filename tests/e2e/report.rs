@@ -128,6 +128,7 @@ async fn the_report_matches_the_hand_worked_golden_files() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn polars_agrees_with_the_kpi_api_on_a_simulated_relying_party() {
+    let _heavy = crate::common::HEAVY.lock().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("events.ndjson");
     let sim = SimulateArgs {

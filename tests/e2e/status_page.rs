@@ -117,6 +117,7 @@ fn browse(chrome: &Path, profile: &Path, extra: &[&str], url: &str) -> std::proc
 
 #[test]
 fn the_status_page_draws_every_chart_with_data_and_no_console_errors() {
+    let _heavy = crate::common::HEAVY.blocking_lock();
     let Some(chrome) = chromium() else {
         assert!(
             std::env::var_os("CI").is_none(),

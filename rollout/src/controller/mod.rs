@@ -340,18 +340,8 @@ impl Controller {
                 e.last_evaluation = Some(d.clone());
             }
         }
-        self.metrics.decision(d);
+        self.metrics.decided(d);
         self.publish_metrics(&d.rollout_id);
-        info!(
-            rollout = %d.rollout_id,
-            seq = d.seq,
-            action = d.action.name(),
-            reason = d.reason.as_deref().unwrap_or(""),
-            from = %assign::format_percent(d.from_percent),
-            to = %assign::format_percent(d.to_percent),
-            actor = %d.actor,
-            "rollout decision"
-        );
     }
 
     fn publish_metrics(&self, id: &str) {

@@ -10,6 +10,8 @@ async fn exact_counts_with_resends_and_invalid_messages() {
     let Some(sc) = Scenario::new("ks-exact").await else {
         return;
     };
+    // After the broker lock: the demo tests take this one alone.
+    let _heavy = crate::common::HEAVY.lock().await;
     let (valid, invalid) = sc.produce("", 200_000).await;
     let ingest = sc.ingest();
     let c = sc.wait_for(valid as i64, invalid as i64).await;
@@ -28,6 +30,8 @@ async fn exact_counts_through_five_sigkills() {
     let Some(sc) = Scenario::new("ks-kill").await else {
         return;
     };
+    // After the broker lock: the demo tests take this one alone.
+    let _heavy = crate::common::HEAVY.lock().await;
     let (valid, invalid) = sc.produce("", 200_000).await;
     // Kill at five points spread over the run: whenever the table has grown
     // past the next threshold, SIGKILL and restart.
@@ -47,6 +51,8 @@ async fn exact_counts_through_a_rebalance_and_a_killed_member() {
     let Some(sc) = Scenario::new("ks-rebalance").await else {
         return;
     };
+    // After the broker lock: the demo tests take this one alone.
+    let _heavy = crate::common::HEAVY.lock().await;
     let (valid, invalid) = sc.produce("", 200_000).await;
     let first = sc.ingest();
     sc.wait_for(valid as i64 / 5, 0).await;
