@@ -140,7 +140,8 @@ fn too_many(n: usize, max: usize) -> ApiError {
 }
 
 /// Splits a body into items. A malformed NDJSON line is one rejected item; a
-/// malformed JSON body is a 400 for the whole request.
+/// malformed JSON body is a 400 for the whole request (the caller records
+/// the body as one rejected item).
 fn parse_body(bytes: &[u8], kind: BodyKind, max_events: usize) -> ApiResult<Vec<Input>> {
     match kind {
         BodyKind::Ndjson => {
@@ -245,9 +246,22 @@ async fn handle(
     match state.sink {
         Sink::Store(pipeline) => {
             let p = pipeline.clone();
-            let prepared = tokio::task::spawn_blocking(move || {
-                let inputs = parse_body(&bytes, kind, max_events)?;
-                Ok::<_, ApiError>(p.prepare(&principal, inputs, &Source::Http, Utc::now()))
+            let (prepared, refused) = tokio::task::spawn_blocking(move || {
+                let now = Utc::now();
+                match parse_body(&bytes, kind, max_events) {
+                    Ok(inputs) => Ok((p.prepare(&principal, inputs, &Source::Http, now), None)),
+                    // A body that is not JSON at all is refused as a whole
+                    // and recorded like any other bad input: the body is
+                    // one rejected item (a bounded, redacted copy).
+                    Err(ApiError::BadRequest(message)) => {
+                        let whole = vec![Input(bytes.to_vec())];
+                        Ok((
+                            p.prepare(&principal, whole, &Source::Http, now),
+                            Some(message),
+                        ))
+                    }
+                    Err(e) => Err(e),
+                }
             })
             .await
             .map_err(worker_failed)??;
@@ -255,7 +269,10 @@ async fn handle(
                 .commit(prepared, "http")
                 .await
                 .map_err(|e| commit_error(&e, "the store could not commit"))?;
-            Ok(Json(Outcome::Stored(summary)))
+            match refused {
+                Some(message) => Err(ApiError::BadRequest(message)),
+                None => Ok(Json(Outcome::Stored(summary))),
+            }
         }
         Sink::Kafka(forwarder) => {
             let f = forwarder.clone();

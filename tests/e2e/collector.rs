@@ -226,6 +226,12 @@ async fn json_arrays_limits_and_bad_bodies() {
             .is_some_and(|e| e.contains("malformed JSON")),
         "{body}"
     );
+    // …and the body is recorded like any other bad input.
+    let rows = server
+        .sql("SELECT raw, error FROM rejected_events WHERE source = 'http' AND raw LIKE '[{%'")
+        .await;
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["raw"], json!("[{\"a\":"), "{rows:?}");
 
     // More than 10,000 events: 413.
     let many: Vec<String> = (0..10_001).map(|i| format!("{{\"i\":{i}}}")).collect();
