@@ -328,18 +328,12 @@ fn commit_error(e: &IngestError, what: &str) -> ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    use keyshift_store::StoreError;
+    use crate::error::failed_commit;
 
     #[test]
     fn commit_errors_answer_by_kind() {
         for kind in ErrorKind::ALL {
-            let e = IngestError::Store(StoreError::CommitFailed {
-                table: "auth_events",
-                kind,
-                error_id: "abc".into(),
-                message: "m".into(),
-            });
+            let e = failed_commit(kind, "abc");
             match (kind, commit_error(&e, "not committed")) {
                 (ErrorKind::Conflict | ErrorKind::Transient, ApiError::Unavailable(text)) => {
                     assert!(text.contains("retry with the same event ids"), "{text}");

@@ -119,6 +119,17 @@ impl IngestError {
 /// A result whose error is, by default, an [`IngestError`].
 pub type Result<T, E = IngestError> = std::result::Result<T, E>;
 
+/// A failed `auth_events` commit of `kind`, logged under `error_id` (tests).
+#[cfg(test)]
+pub(crate) fn failed_commit(kind: ErrorKind, error_id: &str) -> IngestError {
+    IngestError::Store(StoreError::CommitFailed {
+        table: "auth_events",
+        kind,
+        error_id: error_id.to_owned(),
+        message: "m".into(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -126,12 +137,7 @@ mod tests {
     #[test]
     fn every_error_keeps_or_has_its_kind() {
         for kind in ErrorKind::ALL {
-            let e = IngestError::Store(StoreError::CommitFailed {
-                table: "auth_events",
-                kind,
-                error_id: "abc".into(),
-                message: "m".into(),
-            });
+            let e = failed_commit(kind, "abc");
             assert_eq!(e.kind(), kind);
             assert_eq!(e.error_id(), Some("abc"));
             let e = IngestError::Kafka {

@@ -48,6 +48,19 @@ impl Server {
         }
     }
 
+    /// [`Server::start`] with a writer whose commits fail when `faults`
+    /// says so.
+    pub async fn start_with_faults(
+        config: Config,
+        faults: &keyshift_store::writer::Faults,
+    ) -> Server {
+        let options = StartOptions {
+            writer_faults: Some(faults.clone()),
+            ..StartOptions::default()
+        };
+        Self::start_with(config, options).await
+    }
+
     /// The `/metrics` exposition.
     pub async fn scrape(&self) -> String {
         self.client

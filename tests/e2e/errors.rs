@@ -4,7 +4,6 @@
 //! real writer (`StartOptions::writer_faults`); the Kafka side is in
 //! `kafka_errors.rs`.
 
-use keyshift::StartOptions;
 use keyshift_store::AUTH_EVENTS;
 use keyshift_store::writer::{Fault, Faults};
 use serde_json::Value;
@@ -24,14 +23,13 @@ fn lines(round: usize) -> Vec<String> {
         .collect()
 }
 
-/// A server whose writer fails when `faults` says so.
+/// A server whose writer fails when the returned `Faults` say so.
 async fn start_with_faults(dir: &std::path::Path) -> (Server, Faults) {
     let faults = Faults::default();
-    let options = StartOptions {
-        writer_faults: Some(faults.clone()),
-        ..StartOptions::default()
-    };
-    (Server::start_with(config(dir), options).await, faults)
+    (
+        Server::start_with_faults(config(dir), &faults).await,
+        faults,
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

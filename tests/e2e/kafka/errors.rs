@@ -5,7 +5,6 @@
 
 use std::time::Duration;
 
-use keyshift::StartOptions;
 use keyshift_store::AUTH_EVENTS;
 use keyshift_store::writer::{Fault, Faults};
 
@@ -21,11 +20,7 @@ fn kafka_config(sc: &Scenario) -> keyshift::Config {
 }
 
 async fn start(sc: &Scenario, faults: &Faults) -> Server {
-    let options = StartOptions {
-        writer_faults: Some(faults.clone()),
-        ..StartOptions::default()
-    };
-    Server::start_with(kafka_config(sc), options).await
+    Server::start_with_faults(kafka_config(sc), faults).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
