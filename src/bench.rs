@@ -25,9 +25,11 @@ mod isolation;
 mod kafka;
 mod kpis;
 pub mod population;
+mod small_commits;
 pub use isolation::{IsolationBench, IsolationReport, isolation};
 pub use kafka::{KafkaBench, KafkaReport, kafka};
 pub use kpis::{KpiBench, KpiBenchReport, kpis};
+pub use small_commits::{SmallCommitsBench, TableState, small_commits};
 
 /// `keyshift bench collector`: events posted to `POST /v1/events` and
 /// committed, end to end.

@@ -14,7 +14,7 @@ use keyshift_ingest::IngestConfig;
 use keyshift_ingest::kafka::KafkaConfig;
 use keyshift_metrics::kpi_gauges::KpiGaugeConfig;
 use keyshift_rollout::RolloutSettings;
-use keyshift_store::StoreConfig;
+use keyshift_store::{MaintenanceConfig, StoreConfig};
 use serde::{Deserialize, Serialize};
 
 /// The whole configuration, one field per section of the TOML file. Every
@@ -32,6 +32,9 @@ pub struct Config {
     pub ingest: IngestConfig,
     /// `[store]`: where the tables live, commit batching, query limits.
     pub store: StoreConfig,
+    /// `[maintenance]`: compaction, checkpoints, retention and vacuum of the
+    /// tables.
+    pub maintenance: MaintenanceConfig,
     /// `[kafka]`: brokers, topics and consumer settings; without `brokers`
     /// (the default) there is no Kafka source.
     pub kafka: KafkaConfig,
@@ -190,6 +193,7 @@ impl Config {
         errors.extend(self.auth.validate());
         errors.extend(self.ingest.validate());
         errors.extend(self.store.validate());
+        errors.extend(self.maintenance.validate());
         errors.extend(self.kafka.validate());
         errors.extend(self.rollout.validate());
         errors.extend(self.kpi_gauges.validate());

@@ -9,6 +9,7 @@ pub mod child;
 pub mod config;
 pub mod demo;
 pub mod kpis_cmd;
+pub mod maintain_cmd;
 pub mod report_cmd;
 pub mod simulate;
 pub mod sql_cmd;

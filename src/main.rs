@@ -105,6 +105,18 @@ enum Command {
         #[command(flatten)]
         args: keyshift::report_cmd::ReportArgs,
     },
+    /// One maintenance pass over the tables: retention, compaction of small
+    /// files, a checkpoint, vacuum (waits while the server's background
+    /// task runs a pass).
+    Maintain {
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Table location (a directory or s3://…) instead of `<data-dir>/tables`.
+        #[arg(long)]
+        table_uri: Option<String>,
+        #[command(flatten)]
+        args: keyshift::maintain_cmd::MaintainArgs,
+    },
     /// A simulated relying party: its users' auth events, sent to a
     /// collector, a Kafka topic or a file, on a compressed clock.
     Simulate(keyshift::simulate::SimulateArgs),
@@ -133,6 +145,9 @@ enum Bench {
     /// `GET /v1/kpis` and `/v1/funnel` over a generated table (10 million
     /// events by default), cold and warm.
     Kpis(keyshift::bench::KpiBench),
+    /// Thousands of small commits into a fresh data dir (the state table
+    /// maintenance undoes), or `--inspect` an existing one.
+    SmallCommits(keyshift::bench::SmallCommitsBench),
 }
 
 fn init_tracing(config: &Config) {
@@ -209,6 +224,15 @@ async fn main_async(cli: Cli) -> anyhow::Result<()> {
             kafka_topic: topic.clone(),
             ..Overrides::default()
         },
+        Command::Maintain {
+            data_dir,
+            table_uri,
+            ..
+        } => Overrides {
+            data_dir: data_dir.clone(),
+            table_uri: table_uri.clone(),
+            ..Overrides::default()
+        },
         Command::Sql { data_dir, .. }
         | Command::Kpis { data_dir, .. }
         | Command::Report { data_dir, .. } => Overrides {
@@ -240,6 +264,12 @@ async fn main_async(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Kpis { args, .. } => {
             let text = keyshift::kpis_cmd::run_kpis(&config, &args).await?;
+            write_stdout(&text)
+        }
+        Command::Maintain { args, .. } => {
+            let shutdown = CancellationToken::new();
+            on_signals(shutdown.clone());
+            let text = keyshift::maintain_cmd::run_maintain(&config, &args, shutdown).await?;
             write_stdout(&text)
         }
         Command::Report { args, .. } => {
@@ -278,6 +308,10 @@ async fn main_async(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(Bench::Kpis(args)) => {
             let report = keyshift::bench::kpis(config, &args).await?;
             write_stdout(&report.to_string())
+        }
+        Command::Bench(Bench::SmallCommits(args)) => {
+            let state = keyshift::bench::small_commits(&args).await?;
+            write_stdout(&state.to_string())
         }
         Command::Bench(Bench::Kafka(args)) => {
             let report = keyshift::bench::kafka(&args).await?;

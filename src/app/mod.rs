@@ -28,7 +28,8 @@ use keyshift_rollout::Controller;
 use keyshift_rollout::kafka::DecisionPublisher;
 use keyshift_rollout::lock::ControllerLock;
 use keyshift_rollout::metrics::RolloutMetrics;
-use keyshift_store::metrics::{QueryMetrics, StoreMetrics};
+use keyshift_store::maintenance::{self, Maintainer};
+use keyshift_store::metrics::{MaintenanceMetrics, QueryMetrics, StoreMetrics};
 use keyshift_store::query::QueryLimits;
 use keyshift_store::{ExecutorSettings, QueryEngine, QueryExecutor, Tables, Writer, WriterHandle};
 use prometheus::Registry;
@@ -194,6 +195,30 @@ pub async fn start_with(
         "dedup expiry",
         expire_dedup(store.pipeline.clone(), shutdown.child_token()),
     );
+    // Registered whether or not the task runs, so that /metrics always
+    // lists the same series.
+    let maintenance_metrics = MaintenanceMetrics::new(&registry)?;
+    if config.maintenance.runs_for(&store.root) {
+        let maintainer = Maintainer::new(
+            &store.root,
+            &config.store.storage_options,
+            config.maintenance.clone(),
+            maintenance_metrics,
+        );
+        tasks.spawn_upkeep(
+            "table maintenance",
+            maintenance::background::spawn(
+                Arc::new(maintainer),
+                Some(store.writer.clone()),
+                shutdown.child_token(),
+            ),
+        );
+    } else {
+        info!(
+            tables = %store.root,
+            "background table maintenance is off (maintenance.enabled); run `keyshift maintain`"
+        );
+    }
     let Store {
         writer_stop,
         writer,

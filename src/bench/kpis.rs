@@ -61,10 +61,10 @@ pub struct KpiBench {
     pub emit_sql: Option<PathBuf>,
 }
 
-const RP: &str = "bench.example";
+pub(super) const RP: &str = "bench.example";
 
 /// The first day of the generated range: fixed, so runs compare.
-fn first_day() -> DateTime<Utc> {
+pub(super) fn first_day() -> DateTime<Utc> {
     DateTime::parse_from_rfc3339("2026-10-01T00:00:00Z")
         .map(|t| t.with_timezone(&Utc))
         .unwrap_or_default()

@@ -76,6 +76,25 @@ pub(crate) fn after_commit(table: &DeltaTable, version: u64, name: &'static str)
     });
 }
 
+/// Writes a checkpoint of `table`'s current version and expires the log
+/// entries it makes redundant, waiting for both.
+pub(crate) async fn write_now(table: &DeltaTable, name: &'static str) -> crate::Result<()> {
+    let table = table.clone();
+    let handle = tokio::runtime::Handle::current();
+    // On a blocking thread, as above: the checkpoint writer waits
+    // synchronously for work it spawned, which never runs when the caller's
+    // runtime has a single thread.
+    tokio::task::spawn_blocking(move || {
+        handle.block_on(async {
+            checkpoints::create_checkpoint(&table, None).await?;
+            checkpoints::cleanup_metadata(&table, None).await.map(drop)
+        })
+    })
+    .await
+    .map_err(|e| crate::StoreError::QueryPanicked(format!("checkpoint of {name}: {e}")))?
+    .map_err(crate::StoreError::delta(name))
+}
+
 #[cfg(test)]
 mod tests {
     use super::due;

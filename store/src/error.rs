@@ -141,6 +141,13 @@ pub enum StoreError {
     /// missing column or an unexpected type); holds what was wrong.
     #[error("reading stored rows: {0}")]
     Decode(String),
+    /// Another process holds the table root's maintenance lock (see
+    /// `maintenance::lock`).
+    #[error("another maintainer holds {path}; try again when it is done")]
+    Locked {
+        /// The lock file.
+        path: String,
+    },
     /// Another writer recorded this position first (a second controller).
     #[error("{app_id}: expected to record version {expected}, the table is at {found:?}")]
     Fenced {
@@ -192,6 +199,7 @@ impl StoreError {
             StoreError::QueryTimeout(_)
             | StoreError::Busy { .. }
             | StoreError::ShuttingDown
+            | StoreError::Locked { .. }
             | StoreError::Io { .. } => ErrorKind::Transient,
             // A lost decision race must stop the controller, and queries
             // keep their own HTTP mapping (see the metrics crate).

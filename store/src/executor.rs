@@ -327,13 +327,13 @@ impl Admission {
 
 /// Gives the calling thread a lower scheduling priority. Linux applies
 /// `setpriority(PRIO_PROCESS, tid)` to that one thread.
-fn lower_priority(nice: i32) {
+pub(crate) fn lower_priority(nice: i32) {
     if nice == 0 {
         return;
     }
     #[cfg(target_os = "linux")]
     if let Err(e) = rustix::process::setpriority_process(Some(rustix::thread::gettid()), nice) {
-        tracing::warn!(error = %e, nice, "cannot lower the priority of a query thread");
+        tracing::warn!(error = %e, nice, "cannot lower the priority of a background thread");
     }
 }
 

@@ -142,6 +142,17 @@ async fn open_one(
     Ok(table)
 }
 
+/// Opens the table `name` under `root`; [`StoreError::Location`] when there
+/// is none.
+pub(crate) async fn open_existing(
+    root: &str,
+    name: &'static str,
+    options: &HashMap<String, String>,
+) -> Result<DeltaTable> {
+    register_storage_handlers();
+    open_one(root, name, options).await
+}
+
 impl Tables {
     /// Opens both tables under `root`, creating any that do not exist yet.
     pub async fn open_or_create(root: &str, options: &HashMap<String, String>) -> Result<Self> {

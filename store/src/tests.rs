@@ -67,7 +67,7 @@ pub(crate) fn limits() -> QueryLimits {
 }
 
 /// A writer with the default configuration, and the token that stops it.
-fn default_writer(
+pub(crate) fn default_writer(
     tables: Tables,
 ) -> (
     crate::WriterHandle,
@@ -86,7 +86,7 @@ fn default_writer(
 }
 
 /// `auth_events` rows of the tables under `root`, opened afresh.
-async fn reopened_count(root: &str) -> i64 {
+pub(crate) async fn reopened_count(root: &str) -> i64 {
     let tables = Tables::open(root, &Default::default())
         .await
         .expect("reopen");

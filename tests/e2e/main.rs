@@ -8,6 +8,7 @@ mod errors;
 mod isolation;
 mod kafka;
 mod kpis;
+mod lifecycle;
 mod openapi;
 mod prometheus;
 mod prometheus_server;

@@ -9,7 +9,7 @@ use deltalake::kernel::Transaction;
 use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
 use deltalake::protocol::{DeltaOperation, SaveMode};
 use deltalake::writer::{DeltaWriter, RecordBatchWriter};
-use tracing::{debug, error};
+use tracing::{debug, error, info};
 
 use crate::{Result, StoreError};
 
@@ -37,45 +37,96 @@ pub(super) async fn append(
         }
     };
     let t1 = Instant::now();
-    let snapshot = table.snapshot().map_err(StoreError::delta(name))?;
-    let partition_by = Some(snapshot.metadata().partition_columns().to_vec());
-    let operation = DeltaOperation::Write {
-        mode: SaveMode::Append,
-        partition_by,
-        predicate: None,
-    };
-    // Checkpoints and log expiry happen in the background after the commit
-    // (see `checkpoint.rs`), not inside it.
-    let properties = CommitProperties::default()
-        .with_application_transactions(txns)
-        .with_create_checkpoint(false)
-        .with_cleanup_expired_logs(Some(false));
-    let outcome = CommitBuilder::from(properties)
-        .with_actions(adds)
-        .build(Some(snapshot), table.log_store(), operation)
-        .await;
-    match outcome {
-        Ok(done) => {
-            table.state = Some(done.snapshot());
-            crate::checkpoint::after_commit(table, done.version(), name);
-            debug!(
-                table = name,
-                version = done.version(),
-                write_ms = (t1 - t0).as_millis() as u64,
-                commit_ms = t1.elapsed().as_millis() as u64,
-                "appended"
-            );
-            Ok(done.version())
-        }
-        Err(e) => {
-            // Our view of the log may be stale (another writer committed):
-            // reload so the next attempt starts from the truth.
-            if let Err(reload) = table.update_state().await {
-                error!(table = name, error = %reload, "reloading table after a failed commit");
+    let mut rebased = false;
+    loop {
+        let snapshot = table.snapshot().map_err(StoreError::delta(name))?;
+        let partition_by = Some(snapshot.metadata().partition_columns().to_vec());
+        let operation = DeltaOperation::Write {
+            mode: SaveMode::Append,
+            partition_by,
+            predicate: None,
+        };
+        // Checkpoints and log expiry happen in the background after the commit
+        // (see `checkpoint.rs`), not inside it.
+        let properties = CommitProperties::default()
+            .with_application_transactions(txns.clone())
+            .with_create_checkpoint(false)
+            .with_cleanup_expired_logs(Some(false));
+        let outcome = CommitBuilder::from(properties)
+            .with_actions(adds.clone())
+            .build(Some(snapshot), table.log_store(), operation)
+            .await;
+        match outcome {
+            Ok(done) => {
+                table.state = Some(done.snapshot());
+                crate::checkpoint::after_commit(table, done.version(), name);
+                debug!(
+                    table = name,
+                    version = done.version(),
+                    write_ms = (t1 - t0).as_millis() as u64,
+                    commit_ms = t1.elapsed().as_millis() as u64,
+                    rebased,
+                    "appended"
+                );
+                return Ok(done.version());
             }
-            Err(err(e))
+            Err(e) => {
+                // Our view of the log may be stale (another writer committed):
+                // reload so the next attempt starts from the truth.
+                if let Err(reload) = table.update_state().await {
+                    error!(table = name, error = %reload, "reloading table after a failed commit");
+                    return Err(err(e));
+                }
+                if rebased || !lost_to_a_delete(&e) {
+                    return Err(err(e));
+                }
+                // A retention or erasure DELETE removed files our snapshot
+                // had: Delta calls that a read conflict, but an append reads
+                // nothing. The rows are written already; commit them once
+                // more on the new snapshot, unless another writer took our
+                // stream positions meanwhile (then the race is lost for real).
+                if let Some(app) = overtaken(table, &txns, name).await? {
+                    info!(
+                        table = name,
+                        app, "stream position taken while rebasing over a delete"
+                    );
+                    return Err(err(e));
+                }
+                info!(table = name, "append rebased over a concurrent delete");
+                rebased = true;
+            }
         }
     }
+}
+
+/// Whether a commit failed only because a concurrent commit removed files
+/// (with `dataChange`) that were in the snapshot it was built on.
+fn lost_to_a_delete(e: &deltalake::DeltaTableError) -> bool {
+    use deltalake::kernel::transaction::{CommitConflictError, TransactionError};
+    matches!(
+        e,
+        deltalake::DeltaTableError::Transaction {
+            source: TransactionError::CommitConflict(CommitConflictError::ConcurrentDeleteRead)
+        }
+    )
+}
+
+/// The first app id whose recorded position is already at or past the one
+/// this commit carries.
+async fn overtaken(
+    table: &DeltaTable,
+    txns: &[Transaction],
+    name: &'static str,
+) -> Result<Option<String>> {
+    for txn in txns {
+        if txn_version(table, &txn.app_id, name)
+            .await?
+            .is_some_and(|v| v >= txn.version)
+        {
+            return Ok(Some(txn.app_id.clone()));
+        }
+    }
+    Ok(None)
 }
 
 pub(super) async fn txn_version(
@@ -134,5 +185,75 @@ mod tests {
         )
         .await
         .expect("the next good batch commits");
+    }
+
+    fn txn(app: &str, version: i64) -> Transaction {
+        Transaction::new_with_last_update(app.to_owned(), version, None)
+    }
+
+    fn one(i: usize) -> deltalake::arrow::record_batch::RecordBatch {
+        crate::schema::events_to_batch(&[record(i)]).expect("batch")
+    }
+
+    /// Rows removed by a retention or erasure DELETE between two appends
+    /// cost the writer one more commit attempt, not a failed request; the
+    /// stream position is still checked.
+    #[tokio::test]
+    async fn an_append_rebases_over_a_concurrent_delete() {
+        let (_dir, _root, mut tables) = fresh_tables().await;
+        let events = &mut tables.events;
+        let mut writer = RecordBatchWriter::for_table(events).expect("writer");
+        append(&mut writer, events, one(1), vec![txn("k", 1)], AUTH_EVENTS)
+            .await
+            .expect("first");
+        let deleter = events.clone();
+        let (after_delete, m) = deleter
+            .clone()
+            .delete()
+            .with_predicate("event_date < '2100-01-01'")
+            .await
+            .expect("delete");
+        assert_eq!(m.num_removed_files, 1);
+        append(&mut writer, events, one(2), vec![txn("k", 2)], AUTH_EVENTS)
+            .await
+            .expect("the append is rebased over the delete");
+        assert_eq!(
+            events.version(),
+            Some(after_delete.version().unwrap_or(0) + 1)
+        );
+        assert_eq!(
+            txn_version(events, "k", AUTH_EVENTS).await.expect("txn"),
+            Some(2)
+        );
+
+        // Another writer recorded position 3 and a delete landed: ours (3)
+        // is overtaken and the commit must fail, not rebase.
+        let mut stale = events.clone();
+        let mut other = events.clone();
+        let mut other_writer = RecordBatchWriter::for_table(&other).expect("writer");
+        append(
+            &mut other_writer,
+            &mut other,
+            one(3),
+            vec![txn("k", 3)],
+            AUTH_EVENTS,
+        )
+        .await
+        .expect("other writer");
+        other
+            .delete()
+            .with_predicate("event_date < '2100-01-01'")
+            .await
+            .expect("delete");
+        let err = append(
+            &mut writer,
+            &mut stale,
+            one(4),
+            vec![txn("k", 3)],
+            AUTH_EVENTS,
+        )
+        .await
+        .expect_err("a taken stream position is never rebased over");
+        assert_eq!(err.kind(), ErrorKind::Conflict, "{err:?}");
     }
 }

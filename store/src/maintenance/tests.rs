@@ -1,0 +1,160 @@
+//! Passes over real tables next to a running writer. On a multi-threaded
+//! runtime: deltalake's vacuum and checkpoint wait synchronously for work
+//! they spawn, which a single-threaded runtime never runs.
+
+use std::path::Path;
+use std::time::Duration;
+
+use chrono::Utc;
+use tokio_util::sync::CancellationToken;
+
+use super::*;
+use crate::metrics::MaintenanceMetrics;
+use crate::tests::{default_writer, fresh_tables, record, rejected, reopened_count};
+use crate::{Source, WriterHandle};
+
+fn maintainer(root: &str) -> Maintainer {
+    let config = MaintenanceConfig {
+        compact_min_files: 4,
+        ..MaintenanceConfig::default()
+    };
+    Maintainer::new(
+        root,
+        &Default::default(),
+        config,
+        MaintenanceMetrics::unregistered(),
+    )
+}
+
+async fn write(handle: &WriterHandle, range: std::ops::Range<usize>) {
+    for i in range {
+        handle
+            .write_with_txns(
+                vec![record(i)],
+                vec![rejected(Source::Http)],
+                vec![("k".to_owned(), i as i64)],
+            )
+            .await
+            .expect("write");
+    }
+}
+
+/// Data files (not log checkpoints) under a table's directory.
+fn parquet_files(dir: &Path) -> usize {
+    let mut n = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).expect("read dir").flatten() {
+            let path = entry.path();
+            if path.is_dir() && !path.ends_with("_delta_log") {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "parquet") {
+                n += 1;
+            }
+        }
+    }
+    n
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compaction_next_to_the_writer_keeps_every_row_once_and_the_offsets() {
+    let (dir, root, tables) = fresh_tables().await;
+    let (handle, task, cancel) = default_writer(tables);
+    write(&handle, 0..30).await;
+    let m = maintainer(&root);
+    let stop = CancellationToken::new();
+    let opts = PassOptions::scheduled();
+    let (reports, ()) = tokio::join!(m.pass(&opts, &stop), write(&handle, 30..60));
+    let reports = reports.expect("pass");
+    let events = &reports[0];
+    assert_eq!(events.table, AUTH_EVENTS);
+    assert!(events.partitions_compacted >= 1, "{events:?}");
+    assert!(events.checkpoint, "{events:?}");
+
+    // Once more with nothing writing: one file per table is left.
+    let reports = m.pass(&opts, &stop).await.expect("second pass");
+    assert_eq!(reports[0].files.1, 1, "{:?}", reports[0]);
+    assert_eq!(reports[1].files.1, 1, "{:?}", reports[1]);
+    assert_eq!(reopened_count(&root).await, 60);
+    let positions = handle.refresh(vec!["k".to_owned()]).await.expect("refresh");
+    assert_eq!(positions["k"].events, Some(59));
+    assert_eq!(positions["k"].rejected, Some(59));
+
+    // The writer goes on after the pass, and a full vacuum with no grace
+    // (nothing writing now) leaves exactly the files of the current version.
+    write(&handle, 60..61).await;
+    let now = PassOptions {
+        vacuum_grace: Some(Duration::ZERO),
+        full_vacuum: Some(true),
+        ..PassOptions::scheduled()
+    };
+    let reports = m.pass(&now, &stop).await.expect("vacuum pass");
+    assert!(reports[0].vacuumed.0 > 0, "{:?}", reports[0]);
+    assert_eq!(
+        parquet_files(&dir.path().join(AUTH_EVENTS)),
+        reports[0].files.1
+    );
+    assert_eq!(reopened_count(&root).await, 61);
+    cancel.cancel();
+    task.await.expect("join").expect("writer");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_deletes_whole_old_partitions_and_the_writer_rebases_over_it() {
+    let (dir, root, tables) = fresh_tables().await;
+    let (handle, task, cancel) = default_writer(tables);
+    write(&handle, 0..5).await;
+    let m = maintainer(&root);
+    let stop = CancellationToken::new();
+    // 2028: the events' day (2026-11-20) is past 400 days, the rejections'
+    // (today) past 30.
+    let later = PassOptions {
+        only: Some(Step::Retention),
+        now: "2028-01-01T00:00:00Z".parse().expect("time"),
+        ..PassOptions::scheduled()
+    };
+    let reports = m.pass(&later, &stop).await.expect("pass");
+    assert_eq!(reports[0].expired_days, ["2026-11-20"]);
+    assert_eq!(reports[0].files.1, 0);
+    assert_eq!(reports[1].files.1, 0);
+    assert_eq!(reopened_count(&root).await, 0);
+    // Not expired at today's date: nothing to do, no commit.
+    let today = PassOptions {
+        only: Some(Step::Retention),
+        ..PassOptions::scheduled()
+    };
+    write(&handle, 5..7).await;
+    let reports = m.pass(&today, &stop).await.expect("pass");
+    assert!(reports[0].expired_days.is_empty());
+    assert_eq!(reports[0].versions.0, reports[0].versions.1);
+    assert_eq!(reopened_count(&root).await, 2);
+    let positions = handle.refresh(vec!["k".to_owned()]).await.expect("refresh");
+    assert_eq!(positions["k"].events, Some(6));
+    // The deleted files leave storage with the vacuum.
+    let gone = PassOptions {
+        only: Some(Step::Vacuum),
+        vacuum_grace: Some(Duration::ZERO),
+        full_vacuum: Some(true),
+        now: Utc::now(),
+        ..PassOptions::scheduled()
+    };
+    m.pass(&gone, &stop).await.expect("vacuum");
+    assert_eq!(parquet_files(&dir.path().join(AUTH_EVENTS)), 2);
+    cancel.cancel();
+    task.await.expect("join").expect("writer");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pass_waits_for_another_maintainer_then_gives_up() {
+    let (_dir, root, _tables) = fresh_tables().await;
+    let held = MaintenanceLock::try_acquire(Path::new(&root))
+        .expect("io")
+        .expect("free");
+    let err = maintainer(&root)
+        .pass(&PassOptions::scheduled(), &CancellationToken::new())
+        .await
+        .expect_err("locked");
+    assert!(matches!(err, StoreError::Locked { .. }), "{err:?}");
+    assert!(err.is_retryable());
+    drop(held);
+}
