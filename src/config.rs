@@ -200,6 +200,14 @@ impl Config {
         errors
     }
 
+    /// The pseudonymization secret's file.
+    pub fn secret_path(&self) -> PathBuf {
+        self.ingest
+            .secret_file
+            .clone()
+            .unwrap_or_else(|| self.server.data_dir.join("secret.key"))
+    }
+
     /// Where the tables live.
     pub fn store_root(&self) -> String {
         match &self.store.uri {

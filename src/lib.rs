@@ -8,6 +8,7 @@ pub mod bench;
 pub mod child;
 pub mod config;
 pub mod demo;
+pub mod erase_cmd;
 pub mod kpis_cmd;
 pub mod maintain_cmd;
 pub mod report_cmd;

@@ -117,6 +117,14 @@ enum Command {
         #[command(flatten)]
         args: keyshift::maintain_cmd::MaintainArgs,
     },
+    /// Delete every stored row of one user of one relying party (an
+    /// erasure request); the erasure is logged without the user's id.
+    Erase {
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        #[command(flatten)]
+        args: keyshift::erase_cmd::EraseArgs,
+    },
     /// A simulated relying party: its users' auth events, sent to a
     /// collector, a Kafka topic or a file, on a compressed clock.
     Simulate(keyshift::simulate::SimulateArgs),
@@ -234,6 +242,7 @@ async fn main_async(cli: Cli) -> anyhow::Result<()> {
             ..Overrides::default()
         },
         Command::Sql { data_dir, .. }
+        | Command::Erase { data_dir, .. }
         | Command::Kpis { data_dir, .. }
         | Command::Report { data_dir, .. } => Overrides {
             data_dir: data_dir.clone(),
@@ -270,6 +279,10 @@ async fn main_async(cli: Cli) -> anyhow::Result<()> {
             let shutdown = CancellationToken::new();
             on_signals(shutdown.clone());
             let text = keyshift::maintain_cmd::run_maintain(&config, &args, shutdown).await?;
+            write_stdout(&text)
+        }
+        Command::Erase { args, .. } => {
+            let text = keyshift::erase_cmd::run_erase(&config, &args).await?;
             write_stdout(&text)
         }
         Command::Report { args, .. } => {

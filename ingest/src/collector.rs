@@ -232,6 +232,7 @@ async fn handle(
     let cfg = state.config();
     let bytes = read_body(body, cfg.max_body_bytes).await?;
     let max_events = cfg.max_events_per_request;
+    let keep = cfg.max_rejected_payload_bytes;
     let worker_failed = |e: tokio::task::JoinError| {
         let error_id = new_error_id();
         error!(error_id, error = %e, "request worker failed");
@@ -277,9 +278,21 @@ async fn handle(
         Sink::Kafka(forwarder) => {
             let f = forwarder.clone();
             let p = principal.clone();
-            let (messages, summary) = tokio::task::spawn_blocking(move || {
-                let inputs = parse_body(&bytes, kind, max_events)?;
-                Ok::<_, ApiError>(f.prepare(&p, inputs, Utc::now()))
+            let (messages, summary, refused) = tokio::task::spawn_blocking(move || {
+                match parse_body(&bytes, kind, max_events) {
+                    Ok(inputs) => {
+                        let (messages, summary) = f.prepare(&p, inputs, Utc::now());
+                        Ok((messages, summary, None))
+                    }
+                    // As with the store: the body is one bad input, which the
+                    // ingest side records in rejected_events.
+                    Err(ApiError::BadRequest(message)) => {
+                        let whole = vec![Input(whole_body_message(&bytes, keep))];
+                        let (messages, summary) = f.prepare(&p, whole, Utc::now());
+                        Ok((messages, summary, Some(message)))
+                    }
+                    Err(e) => Err(e),
+                }
             })
             .await
             .map_err(worker_failed)??;
@@ -290,9 +303,26 @@ async fn handle(
             forwarder
                 .metrics()
                 .events("http", "forwarded", summary.forwarded);
-            Ok(Json(Outcome::Forwarded(summary)))
+            match refused {
+                Some(message) => Err(ApiError::BadRequest(message)),
+                None => Ok(Json(Outcome::Forwarded(summary))),
+            }
         }
     }
+}
+
+/// The message that carries a refused body to the ingest side: the body,
+/// cut to `keep` bytes when longer (a Kafka message is limited, the stored
+/// copy is cut there anyway). A cut body ends in `…`, so that it can never
+/// turn into a valid document on the way (a cut after a complete JSON
+/// value followed by garbage would otherwise parse).
+fn whole_body_message(body: &[u8], keep: usize) -> Vec<u8> {
+    if body.len() <= keep {
+        return body.to_vec();
+    }
+    let mut cut = body[..keep].to_vec();
+    cut.extend_from_slice("…".as_bytes());
+    cut
 }
 
 /// The answer for events that were not stored: a retry with the same ids
@@ -398,5 +428,22 @@ mod tests {
         assert_eq!(body_kind(&h).ok(), Some(BodyKind::Ndjson));
         h.insert(header::CONTENT_TYPE, "text/plain".parse().expect("hv"));
         assert!(body_kind(&h).is_err());
+    }
+
+    #[test]
+    fn a_cut_refused_body_never_becomes_a_valid_document() {
+        let event = br#"{"event_id":"e1"}"#;
+        assert_eq!(whole_body_message(b"{oops", 256), b"{oops");
+        // A complete event, then garbage past the cut: without the marker
+        // the cut message would be a valid event.
+        let mut body = event.to_vec();
+        body.extend_from_slice(b" garbage");
+        let message = whole_body_message(&body, event.len());
+        assert!(
+            keyshift_schemas::Doc::parse(&message).is_err(),
+            "{}",
+            String::from_utf8_lossy(&message)
+        );
+        assert!(message.ends_with("…".as_bytes()));
     }
 }

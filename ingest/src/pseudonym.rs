@@ -39,6 +39,34 @@ impl Pseudonymizer {
         Self { mac }
     }
 
+    /// Loads the secret from `path`; an error when there is none. For tools
+    /// that must derive the keys already stored (`keyshift erase`): a new
+    /// secret would silently derive other keys and match nothing.
+    pub fn load(path: &Path) -> Result<Self> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => Self::parse(path, &text),
+            Err(e) => Err(IngestError::Secret {
+                path: path.display().to_string(),
+                reason: format!(
+                    "{e} (the secret the stored events were keyed with is needed: is this the \
+                     right data dir or ingest.secret_file?)"
+                ),
+            }),
+        }
+    }
+
+    fn parse(path: &Path, text: &str) -> Result<Self> {
+        let err = |reason: String| IngestError::Secret {
+            path: path.display().to_string(),
+            reason,
+        };
+        let bytes = hex::decode(text.trim()).map_err(|e| err(format!("not hex: {e}")))?;
+        let secret: [u8; 32] = bytes
+            .try_into()
+            .map_err(|_| err("must hold exactly 32 bytes (64 hex characters)".to_owned()))?;
+        Ok(Self::new(&secret))
+    }
+
     /// Loads the secret from `path`, creating it (mode 0600) on first use.
     pub fn load_or_create(path: &Path) -> Result<Self> {
         let err = |reason: String| IngestError::Secret {
@@ -46,13 +74,7 @@ impl Pseudonymizer {
             reason,
         };
         match std::fs::read_to_string(path) {
-            Ok(text) => {
-                let bytes = hex::decode(text.trim()).map_err(|e| err(format!("not hex: {e}")))?;
-                let secret: [u8; 32] = bytes.try_into().map_err(|_| {
-                    err("must hold exactly 32 bytes (64 hex characters)".to_owned())
-                })?;
-                Ok(Self::new(&secret))
-            }
+            Ok(text) => Self::parse(path, &text),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let mut secret = [0u8; 32];
                 getrandom::fill(&mut secret).map_err(|e| err(format!("no randomness: {e}")))?;

@@ -39,6 +39,7 @@ use tracing::{info, warn};
 
 use crate::config::Config;
 
+mod erasure;
 mod kafka_collector;
 mod supervise;
 pub use kafka_collector::{run_collector, start_collector};
@@ -434,6 +435,16 @@ fn router(
             store.pipeline.clone(),
             auth.clone(),
         )))
+        .merge(erasure::router(erasure::ErasureState {
+            auth: auth.clone(),
+            pseudo: Arc::new(keyshift_ingest::pseudonym::Pseudonymizer::load(
+                &config.secret_path(),
+            )?),
+            root: store.root.clone(),
+            options: config.store.storage_options.clone(),
+            gone_within: config.maintenance.vacuum_grace + config.maintenance.vacuum_full_every,
+            writer: store.writer.clone(),
+        }))
         .merge(keyshift_metrics::router(SqlState {
             engine: store.engine.clone(),
             auth,

@@ -92,7 +92,7 @@ fn unloaded(
         .map_err(StoreError::delta(name))
 }
 
-async fn open_or_create_one(
+pub(crate) async fn open_or_create_one(
     root: &str,
     name: &'static str,
     schema: deltalake::arrow::datatypes::SchemaRef,

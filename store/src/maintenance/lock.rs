@@ -60,6 +60,15 @@ impl MaintenanceLock {
     }
 }
 
+/// The directory holding the lock of the tables under `root`: the root
+/// itself when it is local; `None` on object storage (no lock there).
+pub fn lock_dir(root: &str) -> Option<PathBuf> {
+    if let Some(rest) = root.strip_prefix("file://") {
+        return Some(PathBuf::from(rest));
+    }
+    (!root.contains("://")).then(|| PathBuf::from(root))
+}
+
 /// Where the lock of the tables under `dir` lives.
 pub fn lock_path(dir: &Path) -> PathBuf {
     dir.join("maintenance.lock")

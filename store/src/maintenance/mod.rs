@@ -24,6 +24,7 @@
 
 pub mod background;
 mod config;
+pub mod erase;
 pub mod lock;
 pub mod plan;
 mod steps;
@@ -147,13 +148,8 @@ impl Maintainer {
         &self.config
     }
 
-    /// The directory holding the lock: the root itself when it is local;
-    /// `None` on object storage (no lock there; see the module docs).
     fn lock_dir(&self) -> Option<PathBuf> {
-        if let Some(rest) = self.root.strip_prefix("file://") {
-            return Some(PathBuf::from(rest));
-        }
-        (!self.root.contains("://")).then(|| PathBuf::from(&self.root))
+        lock::lock_dir(&self.root)
     }
 
     /// One pass over every table. Stops between steps once `stop` is

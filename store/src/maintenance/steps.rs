@@ -4,9 +4,10 @@
 use std::num::NonZeroU64;
 
 use chrono::NaiveDate;
-use datafusion::prelude::{col, lit};
+use datafusion::prelude::{Expr, col, lit};
 use datafusion::scalar::ScalarValue;
 use deltalake::kernel::transaction::CommitProperties;
+use deltalake::operations::delete::DeleteMetrics;
 use deltalake::operations::vacuum::VacuumMode;
 use deltalake::{DeltaTable, FilterOp, FilterValue};
 use tokio_util::sync::CancellationToken;
@@ -114,7 +115,7 @@ impl TableJob<'_> {
     /// partition column alone removes whole files and rewrites nothing.
     async fn expire(
         &self,
-        mut table: DeltaTable,
+        table: DeltaTable,
         column: &str,
         first_kept: NaiveDate,
     ) -> Result<DeltaTable> {
@@ -124,35 +125,10 @@ impl TableJob<'_> {
         let predicate = col(column).lt(lit(ScalarValue::Date32(Some(
             i32::try_from(days).unwrap_or(i32::MIN),
         ))));
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let outcome = table
-                .clone()
-                .delete()
-                .with_predicate(predicate.clone())
-                .with_commit_properties(quiet_commit())
-                .await
-                .map_err(StoreError::delta(self.name));
-            match outcome {
-                Ok((t, m)) => {
-                    self.metrics.files_removed(
-                        self.name,
-                        Step::Retention,
-                        m.num_removed_files as u64,
-                    );
-                    return Ok(t);
-                }
-                Err(e) if e.kind() == ErrorKind::Conflict && attempt < DELETE_ATTEMPTS => {
-                    debug!(table = self.name, attempt, error = %e, "retention delete lost a race; again");
-                    table
-                        .update_state()
-                        .await
-                        .map_err(StoreError::delta(self.name))?;
-                }
-                Err(e) => return Err(e),
-            }
-        }
+        let (table, m) = delete_retrying(table, predicate, self.name, DELETE_ATTEMPTS).await?;
+        self.metrics
+            .files_removed(self.name, Step::Retention, m.num_removed_files as u64);
+        Ok(table)
     }
 
     /// Merges the small files of one partition (all of an unpartitioned
@@ -207,6 +183,39 @@ impl TableJob<'_> {
             .await
             .map_err(StoreError::delta(self.name))?;
         Ok((table, m.files_deleted.len()))
+    }
+}
+
+/// Runs a DELETE, planning it again on the new version when it lost a race
+/// (an append that might hold matching rows landed first), up to `attempts`
+/// times in all. The commit writes no checkpoint (the pass does).
+pub(super) async fn delete_retrying(
+    mut table: DeltaTable,
+    predicate: Expr,
+    name: &'static str,
+    attempts: usize,
+) -> Result<(DeltaTable, DeleteMetrics)> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let outcome = table
+            .clone()
+            .delete()
+            .with_predicate(predicate.clone())
+            .with_commit_properties(quiet_commit())
+            .await
+            .map_err(StoreError::delta(name));
+        match outcome {
+            Ok(done) => return Ok(done),
+            Err(e) if e.kind() == ErrorKind::Conflict && attempt < attempts => {
+                debug!(table = name, attempt, error = %e, "delete lost a race; again");
+                table
+                    .update_state()
+                    .await
+                    .map_err(StoreError::delta(name))?;
+            }
+            Err(e) => return Err(e),
+        }
     }
 }
 

@@ -80,6 +80,17 @@ async fn kafka_mode_collector_feeds_ingest_with_the_same_verdicts() {
     let (status, body) = post("admin-token-0123456789", admin_lines).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["accepted"], 300, "{body}");
+    // A body that is not JSON at all: 400, and still recorded (one
+    // rejected item), as the embedded collector does.
+    let resp = client
+        .post(&url)
+        .bearer_auth("rp-token-0123456789abc")
+        .header("content-type", "application/json")
+        .body(r#"{"events": [ oops"#)
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(resp.status().as_u16(), 400);
     // No token: 401, nothing produced.
     let resp = client.post(&url).body("{}").send().await.expect("post");
     assert_eq!(resp.status().as_u16(), 401);
@@ -94,11 +105,12 @@ async fn kafka_mode_collector_feeds_ingest_with_the_same_verdicts() {
     collector.stop().await.expect("collector stops cleanly");
 
     // Ingest stores what the embedded collector would have: 800 distinct
-    // events; the 7 refusals, scope ones included, in rejected_events.
+    // events; the 7 refusals, scope ones included, and the refused body in
+    // rejected_events.
     let ingest = sc.ingest();
-    let c = sc.wait_for(800, 7).await;
+    let c = sc.wait_for(800, 8).await;
     ingest.stop();
-    assert_eq!(c, (800, 800, 7));
+    assert_eq!(c, (800, 800, 8));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
