@@ -202,10 +202,7 @@ impl Config {
 
     /// The pseudonymization secret's file.
     pub fn secret_path(&self) -> PathBuf {
-        self.ingest
-            .secret_file
-            .clone()
-            .unwrap_or_else(|| self.server.data_dir.join("secret.key"))
+        self.ingest.secret_path(&self.server.data_dir)
     }
 
     /// Where the tables live.

@@ -48,6 +48,34 @@ pub fn event_line(out: &mut String, prefix: &str, i: u64, rp_id: &str, at: DateT
     out.push_str(data);
 }
 
+/// Event `i` as the store receives it from ingest: validated, its user,
+/// device and session replaced by stand-in keys (`i % 50,000` names the
+/// user, as in [`event_line`]). For fixtures that write tables directly.
+pub fn event_record(
+    prefix: &str,
+    i: u64,
+    rp_id: &str,
+    at: DateTime<Utc>,
+) -> Result<keyshift_store::EventRecord, keyshift_schemas::SchemaError> {
+    let mut line = String::new();
+    event_line(&mut line, prefix, i, rp_id, at);
+    let now = Utc::now();
+    let event = keyshift_schemas::decode_event(
+        line.as_bytes(),
+        now,
+        &keyshift_schemas::DecodeOptions::default(),
+    )?;
+    let user = i % 50_000;
+    Ok(keyshift_store::EventRecord {
+        event,
+        user_key: Some(format!("{user:032x}")),
+        device_key: Some(format!("{user:032x}")),
+        session_key: Some(format!("{i:032x}")),
+        received_at: now,
+        source: keyshift_store::Source::Http,
+    })
+}
+
 /// `n` events starting at index `start`, as an NDJSON body.
 pub fn ndjson_batch(prefix: &str, start: u64, n: u64, rp_id: &str, at: DateTime<Utc>) -> String {
     let mut out = String::with_capacity(n as usize * 720);

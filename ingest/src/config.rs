@@ -53,6 +53,14 @@ impl Default for IngestConfig {
 }
 
 impl IngestConfig {
+    /// The pseudonymization secret's file: `secret_file`, else
+    /// `<data_dir>/secret.key`.
+    pub fn secret_path(&self, data_dir: &std::path::Path) -> std::path::PathBuf {
+        self.secret_file
+            .clone()
+            .unwrap_or_else(|| data_dir.join("secret.key"))
+    }
+
     /// Every problem with these settings.
     pub fn validate(&self) -> Vec<String> {
         let mut errors = Vec::new();

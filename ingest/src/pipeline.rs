@@ -188,11 +188,7 @@ impl Pipeline {
         engine: &QueryEngine,
         metrics: IngestMetrics,
     ) -> Result<Self> {
-        let secret_path = cfg
-            .secret_file
-            .clone()
-            .unwrap_or_else(|| data_dir.join("secret.key"));
-        let pseudo = Pseudonymizer::load_or_create(&secret_path)?;
+        let pseudo = Pseudonymizer::load_or_create(&cfg.secret_path(data_dir))?;
         let dedup = Arc::new(DedupIndex::new());
         let window =
             chrono::Duration::from_std(cfg.dedup_window).unwrap_or(chrono::Duration::days(7));

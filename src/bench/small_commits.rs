@@ -9,13 +9,11 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use chrono::{DateTime, Utc};
-use keyshift_schemas::{DecodeOptions, decode_event};
 use keyshift_store::query::QueryLimits;
-use keyshift_store::{EventRecord, QueryEngine, QueryExecutor, Source, StoreConfig, Tables};
+use keyshift_store::{QueryEngine, QueryExecutor, StoreConfig, Tables};
 
 use super::kpis::{RP, first_day};
-use crate::synth::event_line;
+use crate::synth::event_record;
 
 /// The `txn` app id the commits record their position under.
 pub const APP: &str = "keyshift-kafka-bench-0";
@@ -69,21 +67,6 @@ impl std::fmt::Display for TableState {
     }
 }
 
-fn record(i: usize, at: DateTime<Utc>) -> anyhow::Result<EventRecord> {
-    let mut line = String::new();
-    event_line(&mut line, "sc", i as u64, RP, at);
-    let event = decode_event(line.as_bytes(), Utc::now(), &DecodeOptions::default())?;
-    let user = i % 50_000;
-    Ok(EventRecord {
-        event,
-        user_key: Some(format!("{user:032x}")),
-        device_key: Some(format!("{user:032x}")),
-        session_key: Some(format!("{i:032x}")),
-        received_at: Utc::now(),
-        source: Source::Http,
-    })
-}
-
 /// Writes the commits (or, with `--inspect`, does not) and reports the state.
 pub async fn small_commits(args: &SmallCommitsBench) -> anyhow::Result<TableState> {
     let root = format!("{}/tables", args.data_dir.display());
@@ -108,7 +91,9 @@ pub async fn small_commits(args: &SmallCommitsBench) -> anyhow::Result<TableStat
                     let at = first_day()
                         + chrono::Duration::days(day as i64)
                         + chrono::Duration::seconds(((c * per + k) % 86_000) as i64);
-                    record(c * per + k, at).map_err(|e| failed = Some(e)).ok()
+                    event_record("sc", (c * per + k) as u64, RP, at)
+                        .map_err(|e| failed = Some(anyhow::Error::from(e)))
+                        .ok()
                 })
                 .collect();
             (records, vec![keyshift_store::fixture::txn(APP, c as i64)])

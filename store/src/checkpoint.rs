@@ -58,17 +58,12 @@ pub(crate) fn after_commit(table: &DeltaTable, version: u64, name: &'static str)
     // Writing a checkpoint is mostly synchronous work: a blocking thread,
     // not a worker of the runtime that serves requests.
     tokio::task::spawn_blocking(move || {
-        handle.block_on(async {
-            match checkpoints::create_checkpoint(&table, None).await {
-                Ok(()) => {
-                    debug!(table = name, version, "checkpoint written");
-                    if cleanup && let Err(e) = checkpoints::cleanup_metadata(&table, None).await {
-                        warn!(table = name, version, error = %e, "expiring old log entries failed");
-                    }
-                }
-                Err(e) => warn!(table = name, version, error = %e, "writing a checkpoint failed"),
+        match handle.block_on(checkpoint_and_expire(table, cleanup)) {
+            Ok(()) => debug!(table = name, version, "checkpoint written"),
+            Err(e) => {
+                warn!(table = name, version, error = %e, "writing a checkpoint or expiring old log entries failed")
             }
-        });
+        }
         RUNNING
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -76,23 +71,38 @@ pub(crate) fn after_commit(table: &DeltaTable, version: u64, name: &'static str)
     });
 }
 
+/// Writes a checkpoint of the current version, then (when `cleanup`)
+/// expires the log entries it makes redundant.
+async fn checkpoint_and_expire(table: DeltaTable, cleanup: bool) -> deltalake::DeltaResult<()> {
+    checkpoints::create_checkpoint(&table, None).await?;
+    if cleanup {
+        checkpoints::cleanup_metadata(&table, None).await?;
+    }
+    Ok(())
+}
+
+/// Whether the table lets writers expire old log entries
+/// (`delta.enableExpiredLogCleanup`, on by default).
+fn cleanup_enabled(table: &DeltaTable) -> bool {
+    table
+        .snapshot()
+        .map(|s| s.table_config().enable_expired_log_cleanup())
+        .unwrap_or(true)
+}
+
 /// Writes a checkpoint of `table`'s current version and expires the log
-/// entries it makes redundant, waiting for both.
+/// entries it makes redundant (as the table allows), waiting for both.
 pub(crate) async fn write_now(table: &DeltaTable, name: &'static str) -> crate::Result<()> {
     let table = table.clone();
+    let cleanup = cleanup_enabled(&table);
     let handle = tokio::runtime::Handle::current();
     // On a blocking thread, as above: the checkpoint writer waits
     // synchronously for work it spawned, which never runs when the caller's
     // runtime has a single thread.
-    tokio::task::spawn_blocking(move || {
-        handle.block_on(async {
-            checkpoints::create_checkpoint(&table, None).await?;
-            checkpoints::cleanup_metadata(&table, None).await.map(drop)
-        })
-    })
-    .await
-    .map_err(|e| crate::StoreError::QueryPanicked(format!("checkpoint of {name}: {e}")))?
-    .map_err(crate::StoreError::delta(name))
+    tokio::task::spawn_blocking(move || handle.block_on(checkpoint_and_expire(table, cleanup)))
+        .await
+        .map_err(|e| crate::StoreError::QueryPanicked(format!("checkpoint of {name}: {e}")))?
+        .map_err(crate::StoreError::delta(name))
 }
 
 #[cfg(test)]

@@ -8,9 +8,8 @@ use std::time::{Duration, Instant};
 
 use chrono::{TimeZone, Utc};
 use keyshift::child::Child;
-use keyshift_schemas::{DecodeOptions, decode_event};
 use keyshift_store::query::QueryLimits;
-use keyshift_store::{EventRecord, QueryEngine, QueryExecutor, Source, StoreConfig, Tables};
+use keyshift_store::{EventRecord, QueryEngine, QueryExecutor, StoreConfig, Tables};
 use serde_json::Value;
 
 use crate::common::{self, HEAVY, Server, files, sample};
@@ -25,18 +24,7 @@ fn record(i: usize) -> EventRecord {
         .with_ymd_and_hms(2026, 11, 20 + (i % 3) as u32, 12, 0, 0)
         .single()
         .expect("time");
-    let mut line = String::new();
-    keyshift::synth::event_line(&mut line, "m", i as u64, "example.com", at);
-    let event =
-        decode_event(line.as_bytes(), Utc::now(), &DecodeOptions::default()).expect("valid");
-    EventRecord {
-        event,
-        user_key: Some(format!("{:032x}", i % 50)),
-        device_key: None,
-        session_key: None,
-        received_at: Utc::now(),
-        source: Source::Http,
-    }
+    keyshift::synth::event_record("m", i as u64, "example.com", at).expect("valid")
 }
 
 /// `COMMITS` commits of `PER_COMMIT` events over three day partitions, each
