@@ -9,6 +9,7 @@ pub mod child;
 pub mod config;
 pub mod demo;
 pub mod erase_cmd;
+pub mod import;
 pub mod kpis_cmd;
 pub mod maintain_cmd;
 pub mod report_cmd;

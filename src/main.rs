@@ -125,6 +125,15 @@ enum Command {
         #[command(flatten)]
         args: keyshift::erase_cmd::EraseArgs,
     },
+    /// Backfill auth events from NDJSON files (plain or gzip) through the
+    /// live pipeline: validation, pseudonymization, dedup. Resumes where an
+    /// interrupted run stopped; exits 3 when lines were rejected.
+    Import {
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        #[command(flatten)]
+        args: keyshift::import::ImportArgs,
+    },
     /// A simulated relying party: its users' auth events, sent to a
     /// collector, a Kafka topic or a file, on a compressed clock.
     Simulate(keyshift::simulate::SimulateArgs),
@@ -243,6 +252,7 @@ async fn main_async(cli: Cli) -> anyhow::Result<()> {
         },
         Command::Sql { data_dir, .. }
         | Command::Erase { data_dir, .. }
+        | Command::Import { data_dir, .. }
         | Command::Kpis { data_dir, .. }
         | Command::Report { data_dir, .. } => Overrides {
             data_dir: data_dir.clone(),
@@ -251,8 +261,8 @@ async fn main_async(cli: Cli) -> anyhow::Result<()> {
         _ => Overrides::default(),
     };
     let mut config = Config::load(cli.config.as_deref(), &overrides)?;
-    if matches!(cli.command, Command::Demo(_)) && cli.config.is_none() {
-        // The demo's own lines are the output; RUST_LOG still wins.
+    if matches!(cli.command, Command::Demo(_) | Command::Import { .. }) && cli.config.is_none() {
+        // The command's own lines are the output; RUST_LOG still wins.
         config.log.level = "warn".to_owned();
     }
     init_tracing(&config);
@@ -284,6 +294,18 @@ async fn main_async(cli: Cli) -> anyhow::Result<()> {
         Command::Erase { args, .. } => {
             let text = keyshift::erase_cmd::run_erase(&config, &args).await?;
             write_stdout(&text)
+        }
+        Command::Import { args, .. } => {
+            let shutdown = CancellationToken::new();
+            on_signals(shutdown.clone());
+            let report = keyshift::import::run_import(&config, &args, shutdown).await?;
+            let text = if args.json {
+                serde_json::to_string_pretty(&report)?
+            } else {
+                report.render()
+            };
+            write_stdout(&text)?;
+            report.outcome()
         }
         Command::Report { args, .. } => {
             let text = keyshift::report_cmd::run_report(&config, &args).await?;
@@ -367,7 +389,13 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("keyshift: {e:#}");
-            ExitCode::FAILURE
+            if e.downcast_ref::<keyshift::import::LinesRejected>()
+                .is_some()
+            {
+                ExitCode::from(3)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }

@@ -101,6 +101,21 @@ impl Prepared {
     }
 }
 
+/// An input refused before parsing (a line too long to take, say).
+#[derive(Debug)]
+pub struct Unparsed<'a> {
+    /// Its position, as in [`Rejection::index`].
+    pub index: usize,
+    /// What is kept of it (cut again to `max_rejected_payload_bytes`).
+    pub head: &'a [u8],
+    /// Its full length in bytes.
+    pub size: usize,
+    /// Why it is refused.
+    pub error: String,
+    /// Where it came from.
+    pub source: &'a Source,
+}
+
 /// Why an item was refused, with the JSON pointer of the offending field.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refusal {
@@ -374,6 +389,31 @@ impl Pipeline {
             .events(source_kind, "rejected", summary.rejected.len());
         self.metrics.dedup_keys(self.dedup.len());
         Ok(summary)
+    }
+
+    /// Adds `input`, refused before parsing, to `prepared`.
+    pub fn refuse_unparsed(
+        &self,
+        prepared: &mut Prepared,
+        input: Unparsed<'_>,
+        now: DateTime<Utc>,
+    ) {
+        let Unparsed {
+            index,
+            head,
+            size,
+            error,
+            source,
+        } = input;
+        let mut record = self.rejection(head, None, None, error.clone(), None, source, now);
+        record.raw_size = i64::try_from(size).unwrap_or(i64::MAX);
+        record.raw_truncated |= size > head.len();
+        prepared.rejected.push(record);
+        prepared.summary.rejected.push(Rejection {
+            index,
+            event_id: None,
+            error,
+        });
     }
 
     /// Gives up on a prepared batch without committing it: its dedup keys are

@@ -20,14 +20,24 @@ pub enum Source {
         /// The message's offset in its partition.
         offset: i64,
     },
+    /// Read from a file by `keyshift import`.
+    Import {
+        /// The file's content id (hex, see `keyshift import`), or `stdin`;
+        /// shared by every record of the file.
+        file: Arc<str>,
+        /// The line's number in the file, from 1.
+        line: i64,
+    },
 }
 
 impl Source {
-    /// The source's name as stored and labelled: `http` or `kafka`.
+    /// The source's name as stored and labelled: `http`, `kafka` or
+    /// `import`.
     pub fn kind(&self) -> &'static str {
         match self {
             Source::Http => "http",
             Source::Kafka { .. } => "kafka",
+            Source::Import { .. } => "import",
         }
     }
 }

@@ -5,6 +5,7 @@ mod collector;
 mod common;
 mod demo;
 mod errors;
+mod import;
 mod isolation;
 mod kafka;
 mod kpis;

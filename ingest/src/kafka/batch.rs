@@ -148,7 +148,7 @@ impl Batch {
             Source::Kafka {
                 partition, offset, ..
             } => done.get(partition).is_none_or(|d| *offset > *d),
-            Source::Http => true,
+            Source::Http | Source::Import { .. } => true,
         });
         if let Some((producer, dlq_topic)) = &self.dlq {
             send_dead_letters(
@@ -165,7 +165,7 @@ impl Batch {
             .iter()
             .filter_map(|r| match &r.source {
                 Source::Kafka { partition, .. } => Some(*partition),
-                Source::Http => None,
+                Source::Http | Source::Import { .. } => None,
             })
             .collect();
         had_rejections.sort_unstable();

@@ -38,6 +38,11 @@ impl SourceCols {
                 self.partition.append_value(*partition);
                 self.offset.append_value(*offset);
             }
+            Source::Import { file, line } => {
+                self.topic.append_value(file);
+                self.partition.append_null();
+                self.offset.append_value(*line);
+            }
         }
     }
 
