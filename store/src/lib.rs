@@ -51,4 +51,6 @@ mod fault_tests;
 #[cfg(test)]
 mod limit_tests;
 #[cfg(test)]
+mod stats_tests;
+#[cfg(test)]
 mod tests;

@@ -11,7 +11,10 @@ use deltalake::{DeltaTable, DeltaTableBuilder, DeltaTableError, TableProperty};
 use url::Url;
 
 use crate::decisions::rollout_decisions_schema;
-use crate::schema::{EVENT_DATE, RECEIVED_DATE, auth_events_schema, rejected_events_schema};
+use crate::schema::{
+    AUTH_EVENTS_STATS, EVENT_DATE, RECEIVED_DATE, REJECTED_EVENTS_STATS, auth_events_schema,
+    rejected_events_schema,
+};
 use crate::{AUTH_EVENTS, REJECTED_EVENTS, ROLLOUT_DECISIONS, Result, StoreError};
 
 /// The tables, loaded at their latest version.
@@ -92,13 +95,18 @@ fn unloaded(
         .map_err(StoreError::delta(name))
 }
 
+/// The table `name` under `root`, created when missing; `stats` (when
+/// given) is the list of columns whose statistics the log keeps, set on a
+/// table that has another list.
 pub(crate) async fn open_or_create_one(
     root: &str,
     name: &'static str,
     schema: deltalake::arrow::datatypes::SchemaRef,
     partition: Option<&str>,
+    stats: Option<&[&str]>,
     options: &HashMap<String, String>,
 ) -> Result<DeltaTable> {
+    let stats = stats.map(|c| c.join(","));
     let mut table = unloaded(root, name, options)?;
     // Checking first keeps a fresh data dir from logging a failed load.
     if table
@@ -107,7 +115,10 @@ pub(crate) async fn open_or_create_one(
         .map_err(StoreError::delta(name))?
     {
         table.load().await.map_err(StoreError::delta(name))?;
-        return Ok(table);
+        return match stats {
+            Some(columns) => set_stats_columns(table, name, columns).await,
+            None => Ok(table),
+        };
     }
     let columns = StructType::try_from_arrow(schema.as_ref())
         .map_err(|e| StoreError::delta(name)(DeltaTableError::from(e)))?;
@@ -117,7 +128,39 @@ pub(crate) async fn open_or_create_one(
         .with_columns(columns.fields().cloned())
         .with_partition_columns(partition)
         .with_configuration_property(TableProperty::CheckpointInterval, Some("100"))
+        .with_configuration_property(TableProperty::DataSkippingStatsColumns, stats)
         .with_save_mode(SaveMode::Ignore)
+        .await
+        .map_err(StoreError::delta(name))
+}
+
+/// Makes `columns` the table's statistics columns when they are not yet
+/// (a table created before keyshift set them): one metadata commit. Files
+/// written from then on, compacted ones included, follow it.
+async fn set_stats_columns(
+    table: DeltaTable,
+    name: &'static str,
+    columns: String,
+) -> Result<DeltaTable> {
+    const KEY: &str = "delta.dataSkippingStatsColumns";
+    let current = table
+        .snapshot()
+        .map_err(StoreError::delta(name))?
+        .metadata()
+        .configuration()
+        .get(KEY)
+        .cloned();
+    if current.as_deref() == Some(columns.as_str()) {
+        return Ok(table);
+    }
+    tracing::info!(
+        table = name,
+        columns,
+        "setting the columns the Delta log keeps statistics of"
+    );
+    table
+        .set_tbl_properties()
+        .with_properties(HashMap::from([(KEY.to_owned(), columns)]))
         .await
         .map_err(StoreError::delta(name))
 }
@@ -162,6 +205,7 @@ impl Tables {
             AUTH_EVENTS,
             auth_events_schema(),
             Some(EVENT_DATE),
+            Some(AUTH_EVENTS_STATS),
             options,
         )
         .await?;
@@ -170,6 +214,7 @@ impl Tables {
             REJECTED_EVENTS,
             rejected_events_schema(),
             Some(RECEIVED_DATE),
+            Some(REJECTED_EVENTS_STATS),
             options,
         )
         .await?;
@@ -177,6 +222,7 @@ impl Tables {
             root,
             ROLLOUT_DECISIONS,
             rollout_decisions_schema(),
+            None,
             None,
             options,
         )

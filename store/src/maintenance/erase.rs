@@ -134,7 +134,8 @@ pub fn erasures_schema() -> SchemaRef {
 
 async fn record(root: &str, options: &HashMap<String, String>, r: &ErasureReport) -> Result<()> {
     let table =
-        crate::tables::open_or_create_one(root, ERASURES, erasures_schema(), None, options).await?;
+        crate::tables::open_or_create_one(root, ERASURES, erasures_schema(), None, None, options)
+            .await?;
     let micros = |t: DateTime<Utc>| {
         TimestampMicrosecondArray::from(vec![t.timestamp_micros()]).with_timezone("UTC")
     };

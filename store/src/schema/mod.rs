@@ -22,6 +22,42 @@ pub const EVENT_DATE: &str = "event_date";
 /// Partition column of `rejected_events` (UTC date of `received_at`).
 pub const RECEIVED_DATE: &str = "received_date";
 
+/// The `auth_events` columns whose minimum and maximum the Delta log keeps
+/// per file (`delta.dataSkippingStatsColumns`): those queries filter on.
+/// Keyed identifiers (`user_key`, `device_key`, `session_key`), free text
+/// (`error_message`, `extra`) and client-chosen ids other than `event_id`
+/// are left out: a file's statistics stay in the log after its rows are
+/// erased, until the log entries expire.
+pub const AUTH_EVENTS_STATS: &[&str] = &[
+    "event_id",
+    "event_type",
+    "schema_version",
+    "occurred_at",
+    "received_at",
+    "rp_id",
+    "client_os",
+    "client_browser",
+    "client_form_factor",
+    "client_app_type",
+    "rollout_id",
+    "rollout_variant",
+    "method",
+    "error_name",
+    "source",
+    "source_offset",
+];
+
+/// The `rejected_events` columns with statistics in the log: never the
+/// refused input (`raw`) nor what was echoed from it (`event_id`, `error`).
+pub const REJECTED_EVENTS_STATS: &[&str] = &[
+    "received_at",
+    "source",
+    "source_topic",
+    "source_partition",
+    "source_offset",
+    "rp_id",
+];
+
 fn ts() -> DataType {
     DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
 }
@@ -188,5 +224,21 @@ mod tests {
             .with_timezone(&Utc);
         // 2026-01-01 UTC is day 20454 since the epoch.
         assert_eq!(days_since_epoch(&t), 20_454);
+    }
+
+    #[test]
+    fn statistics_columns_exist_and_name_no_identifier() {
+        for (schema, columns) in [
+            (auth_events_schema(), AUTH_EVENTS_STATS),
+            (rejected_events_schema(), REJECTED_EVENTS_STATS),
+        ] {
+            for c in columns {
+                assert!(schema.field_with_name(c).is_ok(), "no column {c}");
+                assert!(
+                    !c.ends_with("_key") && !["raw", "extra", "error_message", "error"].contains(c),
+                    "{c} must not have statistics in the log"
+                );
+            }
+        }
     }
 }
