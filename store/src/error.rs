@@ -123,6 +123,16 @@ pub enum StoreError {
         /// What is wrong with it.
         reason: String,
     },
+    /// A table's schema cannot be brought to the one this build writes: a
+    /// column's type differs, or the table has columns this build does not
+    /// know (a newer keyshift wrote it).
+    #[error("table {table} does not fit this build: {reason}")]
+    SchemaMismatch {
+        /// The table.
+        table: &'static str,
+        /// Every difference, one per column.
+        reason: String,
+    },
     /// A local file-system operation failed, or the query runtime could not
     /// be started.
     #[error("io error at {path}: {source}")]
@@ -206,6 +216,7 @@ impl StoreError {
             StoreError::Fenced { .. }
             | StoreError::WriterClosed
             | StoreError::Location { .. }
+            | StoreError::SchemaMismatch { .. }
             | StoreError::NotReadOnly(_)
             | StoreError::QueryMemory { .. }
             | StoreError::Query(_) => ErrorKind::Fatal,
@@ -223,6 +234,7 @@ impl StoreError {
         match self {
             StoreError::Delta { table, .. }
             | StoreError::Arrow { table, .. }
+            | StoreError::SchemaMismatch { table, .. }
             | StoreError::CommitFailed { table, .. } => Some(table),
             _ => None,
         }

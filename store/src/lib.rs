@@ -22,6 +22,7 @@ pub mod fixture;
 mod guard;
 pub mod maintenance;
 pub mod metrics;
+mod migrate;
 pub mod query;
 pub mod records;
 pub mod schema;

@@ -95,9 +95,10 @@ fn unloaded(
         .map_err(StoreError::delta(name))
 }
 
-/// The table `name` under `root`, created when missing; `stats` (when
-/// given) is the list of columns whose statistics the log keeps, set on a
-/// table that has another list.
+/// The table `name` under `root`, created when missing, else brought to
+/// `schema` (see [`crate::migrate`]); `stats` (when given) is the list of
+/// columns whose statistics the log keeps, set on a table that has another
+/// list.
 pub(crate) async fn open_or_create_one(
     root: &str,
     name: &'static str,
@@ -107,6 +108,8 @@ pub(crate) async fn open_or_create_one(
     options: &HashMap<String, String>,
 ) -> Result<DeltaTable> {
     let stats = stats.map(|c| c.join(","));
+    let columns = StructType::try_from_arrow(schema.as_ref())
+        .map_err(|e| StoreError::delta(name)(DeltaTableError::from(e)))?;
     let mut table = unloaded(root, name, options)?;
     // Checking first keeps a fresh data dir from logging a failed load.
     if table
@@ -115,13 +118,12 @@ pub(crate) async fn open_or_create_one(
         .map_err(StoreError::delta(name))?
     {
         table.load().await.map_err(StoreError::delta(name))?;
+        let table = crate::migrate::migrate(table, name, &columns).await?;
         return match stats {
             Some(columns) => set_stats_columns(table, name, columns).await,
             None => Ok(table),
         };
     }
-    let columns = StructType::try_from_arrow(schema.as_ref())
-        .map_err(|e| StoreError::delta(name)(DeltaTableError::from(e)))?;
     table
         .create()
         .with_table_name(name)
@@ -158,11 +160,20 @@ async fn set_stats_columns(
         columns,
         "setting the columns the Delta log keeps statistics of"
     );
-    table
+    match table
+        .clone()
         .set_tbl_properties()
         .with_properties(HashMap::from([(KEY.to_owned(), columns)]))
         .await
-        .map_err(StoreError::delta(name))
+    {
+        Ok(updated) => Ok(updated),
+        // Another process setting it at the same moment, say: the next
+        // start tries again, and the table works either way.
+        Err(e) => {
+            tracing::warn!(table = name, error = %e, "could not set the statistics columns");
+            Ok(table)
+        }
+    }
 }
 
 async fn open_one(
