@@ -236,7 +236,7 @@ def auth_reliability():
         ),
         timeseries(
             "Unknown fields",
-            "Fields outside schema v1 kept in the `extra` column, per second by source: a "
+            "Fields outside the event's schema version kept in the `extra` column, per second by source: a "
             "producer sending a newer schema, or a typo in a field name.",
             "ops",
             [target("sum by (source) (rate(keyshift_ingest_unknown_fields_total[$__rate_interval]))", "{{source}}")],

@@ -14,10 +14,10 @@ pub enum ReportError {
         #[source]
         source: polars::error::PolarsError,
     },
-    /// A file of the report could not be written.
-    #[error("writing {}: {source}", path.display())]
+    /// A table file could not be read, or a file of the report written.
+    #[error("{}: {source}", path.display())]
     Io {
-        /// The file or directory being written.
+        /// The file or directory.
         path: PathBuf,
         /// What the file system said.
         #[source]

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 use polars::prelude::*;
 
-use crate::error::{Result, polars};
+use crate::error::{ReportError, Result, polars};
 
 /// Microseconds in a week.
 pub const WEEK_US: i64 = 7 * 86_400_000_000;
@@ -51,7 +51,7 @@ pub fn events(files: &[PathBuf], rp_id: Option<&str>) -> Result<LazyFrame> {
     if files.is_empty() {
         return Ok(empty().lazy());
     }
-    let paths = files
+    let paths = widest_first(files)?
         .iter()
         .map(|p| PlRefPath::try_from_path(p))
         .collect::<PolarsResult<Vec<_>>>()
@@ -63,6 +63,8 @@ pub fn events(files: &[PathBuf], rp_id: Option<&str>) -> Result<LazyFrame> {
             enabled: Some(false),
             ..HiveOptions::default()
         },
+        // Files written before a column was added lack it: null there.
+        allow_missing_columns: true,
         ..ScanArgsParquet::default()
     };
     let scan =
@@ -90,6 +92,30 @@ pub fn events(files: &[PathBuf], rp_id: Option<&str>) -> Result<LazyFrame> {
         col("credential_backup_eligible"),
         col("event_id"),
     ]))
+}
+
+/// `files` with one of the most columns first. polars takes the first
+/// file's columns as the scan's and refuses a file with more, while a
+/// table's schema only grows (columns are added, never removed: see the
+/// store's migrations), so the widest file has every column.
+fn widest_first(files: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    let mut widest = (0, 0);
+    for (i, path) in files.iter().enumerate() {
+        let file = std::fs::File::open(path).map_err(|source| ReportError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        let width = polars::prelude::ParquetReader::new(file)
+            .schema()
+            .map_err(polars("reading a file's schema"))?
+            .len();
+        if width > widest.1 {
+            widest = (i, width);
+        }
+    }
+    let mut out = files.to_vec();
+    out.swap(0, widest.0);
+    Ok(out)
 }
 
 /// No events, with the types [`events`] gives.
@@ -172,5 +198,53 @@ mod tests {
         assert_eq!(week_of(monday + WEEK_US - 1), monday);
         assert_eq!(week_of(monday - 1), monday - WEEK_US);
         assert_eq!(week_of(monday + 3 * 86_400_000_000 + 5), monday);
+    }
+
+    /// Files written before and after a schema change (a column added)
+    /// read together, in either order.
+    #[test]
+    fn files_of_two_schema_versions_read_together() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let frame = |id: &str, extra: bool| {
+            let s = |n: &str, v: &str| Column::new(n.into(), [v]);
+            let mut cols = vec![
+                s("event_id", id),
+                s("event_type", "auth.succeeded"),
+                Column::new("occurred_at".into(), [1_791_158_400_000_000_i64])
+                    .cast(&DataType::Datetime(
+                        TimeUnit::Microseconds,
+                        Some(polars::prelude::TimeZone::UTC),
+                    ))
+                    .expect("cast"),
+                s("rp_id", "example.com"),
+                s("user_key", "k"),
+                s("attempt_id", "a"),
+                s("client_os", "iOS"),
+                s("client_browser", "Safari"),
+                s("method", "passkey"),
+                s("recovery_channel", "email"),
+                Column::new("credential_backup_eligible".into(), [true]),
+            ];
+            if extra {
+                cols.push(s("signal", "unknown_credential"));
+            }
+            DataFrame::new_infer_height(cols).expect("frame")
+        };
+        let write = |name: &str, mut df: DataFrame| {
+            let path = dir.path().join(name);
+            let file = std::fs::File::create(&path).expect("create");
+            polars::prelude::ParquetWriter::new(file)
+                .finish(&mut df)
+                .expect("write");
+            path
+        };
+        let old = write("old.parquet", frame("e1", false));
+        let new = write("new.parquet", frame("e2", true));
+        for files in [[old.clone(), new.clone()], [new, old]] {
+            let rows = events(&files, None)
+                .and_then(|f| f.collect().map_err(polars("collect")))
+                .expect("read");
+            assert_eq!(rows.height(), 2);
+        }
     }
 }

@@ -73,6 +73,44 @@ string_enum!(
         CredentialBackupStateChanged => "credential.backup_state_changed",
         /// The user contacted support.
         SupportContacted => "support.contacted",
+        /// The relying party told the user's passkey provider about the
+        /// state of credentials (the WebAuthn Signal API). Schema v2.
+        CredentialSignaled => "credential.signaled",
+    }
+);
+
+impl EventType {
+    /// The first schema version with this event type.
+    pub fn since(self) -> u8 {
+        match self {
+            EventType::CredentialSignaled => 2,
+            _ => 1,
+        }
+    }
+}
+
+string_enum!(
+    /// Which WebAuthn Signal API call the relying party made.
+    Signal {
+        /// `signalUnknownCredential`: a credential the RP no longer knows.
+        UnknownCredential => "unknown_credential",
+        /// `signalAllAcceptedCredentials`: the user's current credential list.
+        AllAcceptedCredentials => "all_accepted_credentials",
+        /// `signalCurrentUserDetails`: the user's current name and display name.
+        CurrentUserDetails => "current_user_details",
+    }
+);
+
+string_enum!(
+    /// A WebAuthn hint (`PublicKeyCredentialHint`): which authenticator UI the
+    /// RP asked the client to favour.
+    Hint {
+        /// A roaming security key.
+        SecurityKey => "security-key",
+        /// The device's own platform authenticator.
+        ClientDevice => "client-device",
+        /// A phone, over the cross-device (hybrid) flow.
+        Hybrid => "hybrid",
     }
 );
 
@@ -318,6 +356,9 @@ pub enum Payload {
         /// A cross-device (hybrid) ceremony, when the client knows it at the
         /// start (optional and additive: events without it stay valid).
         cross_device: Option<bool>,
+        /// The WebAuthn hints the RP passed, unique, in its order; empty when
+        /// none were sent (always empty in schema v1).
+        hints: Vec<Hint>,
     },
     /// `auth.succeeded`.
     AuthSucceeded {
@@ -371,13 +412,19 @@ pub enum Payload {
         /// What the contact was about, in the RP's words (1–64 characters).
         topic: String,
     },
+    /// `credential.signaled` (schema v2).
+    CredentialSignaled {
+        /// The Signal API call made.
+        signal: Signal,
+    },
 }
 
 /// A validated auth event. Identifiers are still raw here; pseudonymization
 /// happens in ingest before anything is stored.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AuthEvent {
-    /// Always [`SCHEMA_VERSION`](crate::SCHEMA_VERSION).
+    /// The version the event was written in, one of
+    /// [`SCHEMA_VERSIONS`](crate::SCHEMA_VERSIONS).
     pub schema_version: u8,
     /// The producer's id, unique per `rp_id`; a retry reuses it (1–64 characters).
     pub event_id: String,

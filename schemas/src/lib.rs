@@ -1,6 +1,7 @@
-//! The auth-event contract, schema v1.
+//! The auth-event contract, schemas v1 and v2.
 //!
-//! This crate owns the published JSON Schema (`auth-event.v1.schema.json`), the
+//! This crate owns the published JSON Schemas (`auth-event.v1.schema.json`,
+//! `auth-event.v2.schema.json`), the
 //! Rust types a decoded event is turned into, and the decoder that enforces the
 //! contract. The decoder and the JSON Schema must agree on every example under
 //! `schemas/examples`; a test holds them to it. Rules the JSON Schema cannot
@@ -20,8 +21,13 @@ pub use json::Doc;
 /// The published JSON Schema for auth events, version 1.
 pub const AUTH_EVENT_V1_SCHEMA: &str = include_str!("../auth-event.v1.schema.json");
 
-/// The only schema version this build understands.
-pub const SCHEMA_VERSION: u8 = 1;
+/// The published JSON Schema for auth events, version 2: version 1 plus the
+/// `credential.signaled` event type and `data.hints` on `auth.started`.
+pub const AUTH_EVENT_V2_SCHEMA: &str = include_str!("../auth-event.v2.schema.json");
+
+/// The schema versions this build accepts; producers may send any of them,
+/// and events of every version are stored side by side.
+pub const SCHEMA_VERSIONS: [u8; 2] = [1, 2];
 
 #[cfg(test)]
 mod contract_tests;

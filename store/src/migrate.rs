@@ -142,9 +142,9 @@ mod tests {
         assert_eq!(err.kind(), crate::ErrorKind::Fatal);
     }
 
-    /// An `auth_events` written before two columns existed: opened by this
-    /// build, it gains them; old rows read as null, new rows carry values,
-    /// both in one query.
+    /// An `auth_events` written before schema v2's columns (`signal`,
+    /// `hints`) existed: opened by this build, it gains them; old rows read
+    /// as null, new rows carry values, both in one query.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn an_older_table_gains_the_new_columns_and_keeps_its_rows() {
         use std::sync::Arc;
@@ -159,7 +159,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let root = dir.path().to_str().expect("utf8").to_owned();
         let code = auth_events_schema();
-        let dropped = ["nudge_index", "support_topic"];
+        let dropped = ["signal", "hints"];
         let keep: Vec<usize> = (0..code.fields().len())
             .filter(|i| !dropped.contains(&code.field(*i).name().as_str()))
             .collect();
@@ -191,9 +191,10 @@ mod tests {
             .expect("migrated");
         let (handle, task, cancel) = default_writer(tables);
         let mut new = record(5);
-        new.event.event_type = keyshift_schemas::EventType::SupportContacted;
-        new.event.payload = keyshift_schemas::Payload::SupportContacted {
-            topic: "lost-device".into(),
+        new.event.schema_version = 2;
+        new.event.event_type = keyshift_schemas::EventType::CredentialSignaled;
+        new.event.payload = keyshift_schemas::Payload::CredentialSignaled {
+            signal: keyshift_schemas::Signal::UnknownCredential,
         };
         handle.write(vec![new], Vec::new()).await.expect("write");
         let engine = QueryEngine::live(
@@ -206,7 +207,7 @@ mod tests {
         assert_eq!(
             count(
                 &engine,
-                "SELECT count(*) FROM auth_events WHERE support_topic IS NULL"
+                "SELECT count(*) FROM auth_events WHERE signal IS NULL"
             )
             .await,
             5,
@@ -215,7 +216,7 @@ mod tests {
         assert_eq!(
             count(
                 &engine,
-                "SELECT count(*) FROM auth_events WHERE support_topic = 'lost-device'"
+                "SELECT count(*) FROM auth_events WHERE signal = 'unknown_credential' AND schema_version = 2"
             )
             .await,
             1

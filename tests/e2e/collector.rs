@@ -280,3 +280,77 @@ async fn json_arrays_limits_and_bad_bodies() {
     assert_eq!(health.status(), 200);
     server.stop().await;
 }
+
+/// Producers move to schema v2 one by one: v1 and v2 events arrive in one
+/// request, are stored side by side, survive a restart, and the KPIs read
+/// both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn v1_and_v2_events_are_stored_side_by_side() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(config(dir.path())).await;
+    let v1 = event("v1-a", "user-a", "login.example.com");
+    let mut v2 = event("v2-a", "user-b", "login.example.com");
+    v2["schema_version"] = json!(2);
+    let mut signaled = event("v2-b", "user-b", "login.example.com");
+    signaled["schema_version"] = json!(2);
+    signaled["event_type"] = json!("credential.signaled");
+    signaled["data"] = json!({"signal": "unknown_credential"});
+    let mut hinted = event("v2-c", "user-c", "login.example.com");
+    hinted["schema_version"] = json!(2);
+    hinted["event_type"] = json!("auth.started");
+    hinted["data"] = json!({"method": "passkey", "hints": ["security-key"]});
+    let mut too_new = event("v1-signal", "user-d", "login.example.com");
+    too_new["event_type"] = json!("credential.signaled");
+    too_new["data"] = json!({"signal": "unknown_credential"});
+    let lines: Vec<String> = [v1, v2, signaled, hinted, too_new]
+        .iter()
+        .map(Value::to_string)
+        .collect();
+    let (status, body) = server.post_ndjson(&lines).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["accepted"], 4, "{body}");
+    assert_eq!(
+        body["rejected"][0]["index"], 4,
+        "credential.signaled needs v2: {body}"
+    );
+    server.stop().await;
+
+    let server = Server::start(config(dir.path())).await;
+    let rows = server
+        .sql(
+            "SELECT event_id, schema_version, signal, array_to_string(hints, ',') AS hints \
+             FROM auth_events ORDER BY event_id",
+        )
+        .await;
+    let got: Vec<String> = rows
+        .iter()
+        .map(|r| {
+            format!(
+                "{} {} {} {}",
+                r["event_id"], r["schema_version"], r["signal"], r["hints"]
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            r#""v1-a" 1 null null"#,
+            r#""v2-a" 2 null null"#,
+            r#""v2-b" 2 "unknown_credential" null"#,
+            r#""v2-c" 2 null "security-key""#,
+        ]
+    );
+    let kpis = server
+        .client
+        .get(format!("{}/v1/kpis?kpi=passkey_usage", server.base))
+        .send()
+        .await
+        .expect("kpis");
+    assert_eq!(
+        kpis.status().as_u16(),
+        200,
+        "{}",
+        kpis.text().await.unwrap_or_default()
+    );
+    server.stop().await;
+}

@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 use crate::json::Doc;
 
 mod object;
-use object::{Obj, Ptr, one_of};
+use object::{Obj, Ptr};
 
 use crate::error::{Result, SchemaError, ValidationError};
 use crate::event::*;
@@ -76,14 +76,29 @@ pub fn decode_doc(doc: &Doc<'_>, now: DateTime<Utc>, opts: &DecodeOptions) -> VR
     let mut root = Obj::new(members, Ptr::ROOT)?;
 
     let version = root.req_uint("schema_version", 1, 255)?;
-    if version != u64::from(crate::SCHEMA_VERSION) {
+    let Some(version) = crate::SCHEMA_VERSIONS
+        .into_iter()
+        .find(|v| u64::from(*v) == version)
+    else {
         return Err(ValidationError::new(
             "/schema_version",
-            format!("unsupported schema_version {version}; this build accepts 1"),
+            format!(
+                "unsupported schema_version {version}; this build accepts {:?}",
+                crate::SCHEMA_VERSIONS
+            ),
         ));
-    }
+    };
     let event_id = root.req_str("event_id", 64)?.to_owned();
     let event_type = root.req_enum("event_type", EventType::parse, EventType::ALL)?;
+    if event_type.since() > version {
+        return Err(ValidationError::new(
+            "/event_type",
+            format!(
+                "{event_type} needs schema_version {} or later",
+                event_type.since()
+            ),
+        ));
+    }
     let occurred_at = parse_time(root.req_str("occurred_at", 64)?, now, opts)?;
     let rp_id = root.req_str("rp_id", 253)?.to_owned();
     let user_id = root.opt_str("user_id", 128)?.map(str::to_owned);
@@ -132,7 +147,7 @@ pub fn decode_doc(doc: &Doc<'_>, now: DateTime<Utc>, opts: &DecodeOptions) -> VR
     };
 
     let mut data = root.req_obj("data")?;
-    let payload = decode_payload(event_type, &mut data, &mut extra, opts)?;
+    let payload = decode_payload(event_type, version, &mut data, &mut extra, opts)?;
     data.finish(&mut extra, opts)?;
     root.finish(&mut extra, opts)?;
 
@@ -152,7 +167,7 @@ pub fn decode_doc(doc: &Doc<'_>, now: DateTime<Utc>, opts: &DecodeOptions) -> VR
     }
 
     Ok(AuthEvent {
-        schema_version: crate::SCHEMA_VERSION,
+        schema_version: version,
         event_id,
         event_type,
         occurred_at,
@@ -170,6 +185,7 @@ pub fn decode_doc(doc: &Doc<'_>, now: DateTime<Utc>, opts: &DecodeOptions) -> VR
 
 fn decode_payload(
     event_type: EventType,
+    version: u8,
     data: &mut Obj<'_, '_>,
     extra: &mut Map<String, Value>,
     opts: &DecodeOptions,
@@ -197,6 +213,13 @@ fn decode_payload(
             method: data.req_enum("method", Method::parse, Method::ALL)?,
             mediation: data.opt_enum("mediation", Mediation::parse, Mediation::ALL)?,
             cross_device: data.opt_bool("cross_device")?,
+            // A v1 event's `hints` is not part of its contract: an unknown
+            // field, kept or refused as configured.
+            hints: if version >= 2 {
+                data.opt_enum_set("hints", Hint::parse, Hint::ALL)?
+            } else {
+                Vec::new()
+            },
         },
         T::AuthSucceeded => Payload::AuthSucceeded {
             method: data.req_enum("method", Method::parse, Method::ALL)?,
@@ -230,6 +253,9 @@ fn decode_payload(
         T::SupportContacted => Payload::SupportContacted {
             topic: data.req_str("topic", 64)?.to_owned(),
         },
+        T::CredentialSignaled => Payload::CredentialSignaled {
+            signal: data.req_enum("signal", Signal::parse, Signal::ALL)?,
+        },
     })
 }
 
@@ -257,28 +283,7 @@ fn decode_credential(
         Attachment::parse,
         Attachment::ALL,
     )?;
-    let transports = match c.take("transports") {
-        None => Vec::new(),
-        Some(Doc::Array(items)) => {
-            if items.len() > Transport::ALL.len() {
-                return Err(c.err("transports", "at most 6 transports"));
-            }
-            let mut out = Vec::with_capacity(items.len());
-            for (i, item) in items.iter().enumerate() {
-                let ptr = format!("{}/transports/{i}", c.ptr.render());
-                let t = item
-                    .as_str()
-                    .and_then(Transport::parse)
-                    .ok_or_else(|| ValidationError::new(&ptr, one_of(Transport::ALL)))?;
-                if out.contains(&t) {
-                    return Err(ValidationError::new(ptr, "transports must be unique"));
-                }
-                out.push(t);
-            }
-            out
-        }
-        Some(_) => return Err(c.err("transports", "must be an array of strings")),
-    };
+    let transports = c.opt_enum_set("transports", Transport::parse, Transport::ALL)?;
     let backup_eligible = c.req_bool("backup_eligible")?;
     let backup_state = c.req_bool("backup_state")?;
     if backup_state && !backup_eligible {

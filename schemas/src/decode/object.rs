@@ -201,6 +201,37 @@ impl<'d, 'a> Obj<'d, 'a> {
         }
     }
 
+    /// An optional array of unique enum values (at most one of each);
+    /// empty when absent.
+    pub(super) fn opt_enum_set<T: PartialEq>(
+        &mut self,
+        key: &'static str,
+        parse: fn(&str) -> Option<T>,
+        all: &[&str],
+    ) -> VResult<Vec<T>> {
+        let items = match self.take(key) {
+            None => return Ok(Vec::new()),
+            Some(Doc::Array(items)) => items,
+            Some(_) => return Err(self.err(key, "must be an array of strings")),
+        };
+        if items.len() > all.len() {
+            return Err(self.err(key, format!("at most {} {key}", all.len())));
+        }
+        let mut out = Vec::with_capacity(items.len());
+        for (i, item) in items.iter().enumerate() {
+            let ptr = format!("{}/{key}/{i}", self.ptr.render());
+            let v = item
+                .as_str()
+                .and_then(parse)
+                .ok_or_else(|| ValidationError::new(&ptr, one_of(all)))?;
+            if out.contains(&v) {
+                return Err(ValidationError::new(ptr, format!("{key} must be unique")));
+            }
+            out.push(v);
+        }
+        Ok(out)
+    }
+
     pub(super) fn req_enum<T>(
         &mut self,
         key: &'static str,

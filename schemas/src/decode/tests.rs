@@ -135,3 +135,44 @@ fn malformed_json_reports_its_position() {
     let err = decode_event(b"{\"a\": ", now(), &DecodeOptions::default()).expect_err("bad");
     assert!(matches!(err, SchemaError::Json { line: 1, .. }));
 }
+
+#[test]
+fn v2_adds_hints_and_the_signal_event_and_v1_stays_as_it_was() {
+    let opts = DecodeOptions::default();
+    let mut started = base();
+    started["event_type"] = json!("auth.started");
+    started["data"] = json!({"method": "passkey", "hints": ["hybrid", "security-key"]});
+
+    // v1: `hints` is not part of the contract, so it is an unknown field.
+    let v1 = decode_value(&started, now(), &opts).expect("v1");
+    assert_eq!(v1.schema_version, 1);
+    assert!(matches!(&v1.payload, Payload::AuthStarted { hints, .. } if hints.is_empty()));
+    assert!(v1.extra.contains_key("/data/hints"), "{:?}", v1.extra);
+
+    started["schema_version"] = json!(2);
+    let v2 = decode_value(&started, now(), &opts).expect("v2");
+    assert_eq!(v2.schema_version, 2);
+    assert!(v2.extra.is_empty());
+    assert!(matches!(&v2.payload, Payload::AuthStarted { hints, .. }
+        if *hints == [Hint::Hybrid, Hint::SecurityKey]));
+
+    let mut signaled = base();
+    signaled["event_type"] = json!("credential.signaled");
+    signaled["data"] = json!({"signal": "all_accepted_credentials"});
+    let err = decode_value(&signaled, now(), &opts).expect_err("not in v1");
+    assert_eq!(err.pointer, "/event_type");
+    assert!(err.message.contains("schema_version 2"), "{err}");
+    signaled["schema_version"] = json!(2);
+    let ev = decode_value(&signaled, now(), &opts).expect("v2");
+    assert_eq!(
+        ev.payload,
+        Payload::CredentialSignaled {
+            signal: Signal::AllAcceptedCredentials
+        }
+    );
+
+    signaled["schema_version"] = json!(3);
+    let err = decode_value(&signaled, now(), &opts).expect_err("unknown version");
+    assert_eq!(err.pointer, "/schema_version");
+    assert!(err.message.contains("[1, 2]"), "{err}");
+}

@@ -7,7 +7,7 @@ use deltalake::arrow::array::{
     ArrayRef, BooleanBuilder, Date32Builder, Float64Builder, Int32Builder, Int64Builder,
     ListBuilder, StringBuilder, TimestampMicrosecondBuilder,
 };
-use keyshift_schemas::{Credential, Payload};
+use keyshift_schemas::{Credential, Hint, Payload};
 
 use super::{days_since_epoch, list_item};
 use crate::records::{EventRecord, Source};
@@ -95,6 +95,8 @@ pub(super) struct EventCols {
     support_topic: StringBuilder,
     extra: StringBuilder,
     source: SourceCols,
+    signal: StringBuilder,
+    hints: ListBuilder<StringBuilder>,
 }
 
 impl EventCols {
@@ -139,6 +141,8 @@ impl EventCols {
             support_topic: s(),
             extra: s(),
             source: SourceCols::default(),
+            signal: s(),
+            hints: ListBuilder::new(StringBuilder::new()).with_field(list_item()),
         }
     }
 
@@ -188,6 +192,8 @@ impl EventCols {
         let mut revoke_reason = None;
         let mut backup = [None; 2];
         let mut topic = None;
+        let mut signal = None;
+        let mut hints: &[Hint] = &[];
         match &e.payload {
             Payload::CapabilityProbed {
                 webauthn_available,
@@ -213,10 +219,12 @@ impl EventCols {
                 method: m,
                 mediation: md,
                 cross_device: cd,
+                hints: h,
             } => {
                 method = Some(m.as_str());
                 mediation = md.map(|v| v.as_str());
                 cross_device = *cd;
+                hints = h;
             }
             Payload::AuthSucceeded {
                 method: m,
@@ -253,6 +261,7 @@ impl EventCols {
             Payload::CredentialRevoked { reason } => revoke_reason = Some(reason.as_str()),
             Payload::BackupStateChanged { from, to } => backup = [Some(*from), Some(*to)],
             Payload::SupportContacted { topic: t } => topic = Some(t.as_str()),
+            Payload::CredentialSignaled { signal: sg } => signal = Some(sg.as_str()),
         }
         for (col, v) in self.capability.iter_mut().zip(capability) {
             col.append_option(v);
@@ -308,6 +317,16 @@ impl EventCols {
                 .append_value(serde_json::Value::Object(e.extra.clone()).to_string());
         }
         self.source.push(&r.source);
+        self.signal.append_option(signal);
+        // Null, not an empty list, when no hints were sent (all of v1).
+        if hints.is_empty() {
+            self.hints.append_null();
+        } else {
+            for h in hints {
+                self.hints.values().append_value(h.as_str());
+            }
+            self.hints.append(true);
+        }
     }
 
     pub(super) fn finish(mut self) -> Vec<ArrayRef> {
@@ -367,6 +386,8 @@ impl EventCols {
         cols.push(Arc::new(self.extra.finish()));
         let [kind, topic, partition, offset] = self.source.finish();
         cols.extend([kind, topic, partition, offset]);
+        cols.push(Arc::new(self.signal.finish()));
+        cols.push(Arc::new(self.hints.finish()));
         cols
     }
 }

@@ -123,6 +123,10 @@ static AUTH_EVENTS_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
         s("source_topic"),
         Field::new("source_partition", DataType::Int32, true),
         Field::new("source_offset", DataType::Int64, true),
+        // Schema v2. New columns go last and nullable: tables written
+        // before gain them on open (see `migrate`), their rows read null.
+        s("signal"),
+        Field::new("hints", DataType::List(list_item()), true),
     ]))
 });
 
