@@ -123,6 +123,10 @@ pub struct Chunk {
     pub skipped: u64,
 }
 
+/// Bytes of line text a chunk holds at most (besides its line count), so
+/// that a file of very long lines cannot make one chunk huge.
+pub const MAX_CHUNK_BYTES: usize = 64 << 20;
+
 /// Reads line by line: lines up to `skip_through` are passed over, blank
 /// ones are counted; a line longer than `max_line` bytes keeps its first
 /// `max_line` bytes only.
@@ -131,6 +135,7 @@ pub struct Lines<R> {
     line: i64,
     skip_through: i64,
     max_line: usize,
+    max_chunk_bytes: usize,
 }
 
 impl<R: BufRead> Lines<R> {
@@ -141,14 +146,20 @@ impl<R: BufRead> Lines<R> {
             line: 0,
             skip_through,
             max_line,
+            max_chunk_bytes: MAX_CHUNK_BYTES,
         }
     }
 
-    /// The next `max` lines (fewer at the end of the file); `None` past it.
+    /// The next `max` lines (fewer at the end of the file, or once the
+    /// lines kept reach [`MAX_CHUNK_BYTES`]); `None` past the end.
     pub fn chunk(&mut self, max: usize) -> io::Result<Option<Chunk>> {
         let mut chunk = Chunk::default();
         let mut any = false;
+        let mut bytes = 0usize;
         for _ in 0..max {
+            if bytes >= self.max_chunk_bytes {
+                break;
+            }
             let mut buf = Vec::new();
             let Some(size) = self.read_line(&mut buf)? else {
                 break;
@@ -164,6 +175,7 @@ impl<R: BufRead> Lines<R> {
                 chunk.blank += 1;
                 continue;
             }
+            bytes += buf.len();
             let line = if size > buf.len() {
                 Line::TooLong { head: buf, size }
             } else {
@@ -259,6 +271,16 @@ mod tests {
         assert_eq!(lines, vec![vec![], vec![3, 4], vec![5]]);
         assert_eq!(got.iter().map(|c| c.skipped).sum::<u64>(), 2);
         assert_eq!(got.last().map(|c| c.last_line), Some(5));
+    }
+
+    #[test]
+    fn a_chunk_ends_once_it_holds_enough_bytes() {
+        let mut lines = Lines::new(&b"aaaa\nbbbb\ncccc\n"[..], 0, 100);
+        lines.max_chunk_bytes = 8;
+        let sizes: Vec<usize> = std::iter::from_fn(|| lines.chunk(10).expect("read"))
+            .map(|c| c.lines.len())
+            .collect();
+        assert_eq!(sizes, [2, 1]);
     }
 
     #[test]

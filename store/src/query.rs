@@ -28,8 +28,8 @@ use crate::{
     AUTH_EVENTS, REJECTED_EVENTS, ROLLOUT_DECISIONS, Result, StoreConfig, StoreError, Tables,
 };
 
-/// The memory pool's share of a lane's budget (1/2).
-const ACCOUNTED_SHARE: usize = 2;
+/// The memory pool's share of a lane's budget, in fifths (2/5).
+const ACCOUNTED_FIFTHS: usize = 2;
 
 /// Limits applied to queries.
 #[derive(Debug, Clone, Copy)]
@@ -110,10 +110,11 @@ impl QueryEngine {
             let budget = Budget { bytes, setting };
             // DataFusion's pool sees about half of what its operators hold
             // (hash tables while they grow, repartition buffers, allocator
-            // slack: measured in docs/benchmarks.md), so it gets half of
-            // the budget; the process then stays near the configured figure.
+            // slack), and less when the query threads are starved of CPU
+            // (measured in docs/benchmarks.md), so it gets 2/5 of the
+            // budget; the process then stays near the configured figure.
             let pool = Budget {
-                bytes: bytes / ACCOUNTED_SHARE,
+                bytes: bytes / 5 * ACCOUNTED_FIFTHS,
                 setting,
             };
             Ok(LaneEnv {
