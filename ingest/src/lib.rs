@@ -6,6 +6,7 @@
 //! store's writer. Sources feed it: the HTTP collector ([`collector`]) and
 //! the Kafka consumer ([`kafka`]).
 
+mod check;
 pub mod collector;
 pub mod config;
 pub mod dedup;
