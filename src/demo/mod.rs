@@ -120,9 +120,6 @@ pub async fn run_demo(
         SocketAddr::from(([127, 0, 0, 1], port))
     });
     config.rollout.rollouts = scenario.rollouts.clone();
-    // The demo lasts a minute or two: refresh the KPI gauges of /metrics
-    // within it, but not so often that they compete with the run.
-    config.kpi_gauges.interval = std::time::Duration::from_secs(60);
 
     let start = default_start(scenario.population.days, Utc::now());
     let clock = SimClock::new(start);

@@ -43,6 +43,10 @@ fn chromium() -> Option<PathBuf> {
         })
 }
 
+/// Longest the demo may take to simulate and start serving (about 2
+/// minutes in a debug build on two cores).
+const DEMO_LIMIT_SECS: u64 = 420;
+
 /// The demo, killed when the test ends, however it ends.
 type Demo = keyshift::child::Child;
 
@@ -80,8 +84,8 @@ fn serve_demo(data_dir: &Path) -> (Demo, String) {
         }
     });
     let url = rx
-        .recv_timeout(Duration::from_secs(600))
-        .expect("the demo did not finish within 600 s");
+        .recv_timeout(Duration::from_secs(DEMO_LIMIT_SECS))
+        .unwrap_or_else(|_| panic!("the demo did not start serving within {DEMO_LIMIT_SECS} s"));
     (demo, url)
 }
 
@@ -94,8 +98,15 @@ fn points(dom: &str, chart: &str) -> Option<u64> {
     p[..p.find('"')?].parse().ok()
 }
 
+/// Longest a Chromium run may take: the page waits for its data in virtual
+/// time, so a page whose requests never end would keep it running forever.
+const CHROMIUM_LIMIT_SECS: u64 = 180;
+
+/// Runs Chromium under coreutils `timeout` (SIGKILL 5 s after SIGTERM).
 fn browse(chrome: &Path, profile: &Path, extra: &[&str], url: &str) -> std::process::Output {
-    Command::new(chrome)
+    let out = Command::new("timeout")
+        .args(["-k", "5", &CHROMIUM_LIMIT_SECS.to_string()])
+        .arg(chrome)
         .args([
             "--headless=new",
             "--no-sandbox",
@@ -112,7 +123,14 @@ fn browse(chrome: &Path, profile: &Path, extra: &[&str], url: &str) -> std::proc
         .args(extra)
         .arg(url)
         .output()
-        .expect("run chromium")
+        .expect("run chromium");
+    // 124: timed out (SIGTERM); 137: killed after the grace period.
+    assert!(
+        !matches!(out.status.code(), Some(124 | 137)),
+        "chromium did not finish within {CHROMIUM_LIMIT_SECS} s: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
 }
 
 #[test]
