@@ -21,11 +21,13 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Config;
 use crate::synth::ndjson_batch;
 
+mod dedup;
 mod isolation;
 mod kafka;
 mod kpis;
 pub mod population;
 mod small_commits;
+pub use dedup::{DedupBench, DedupReport, dedup};
 pub use isolation::{IsolationBench, IsolationReport, isolation};
 pub use kafka::{KafkaBench, KafkaReport, kafka};
 pub use kpis::{KpiBench, KpiBenchReport, kpis};

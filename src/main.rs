@@ -162,6 +162,9 @@ enum Bench {
     /// `GET /v1/kpis` and `/v1/funnel` over a generated table (10 million
     /// events by default), cold and warm.
     Kpis(keyshift::bench::KpiBench),
+    /// The dedup index with a full window (70 million keys by default):
+    /// memory, reserve throughput and how often it asks the table.
+    Dedup(keyshift::bench::DedupBench),
     /// Thousands of small commits into a fresh data dir (the state table
     /// maintenance undoes), or `--inspect` an existing one.
     SmallCommits(keyshift::bench::SmallCommitsBench),
@@ -342,6 +345,10 @@ async fn main_async(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Bench(Bench::Kpis(args)) => {
             let report = keyshift::bench::kpis(config, &args).await?;
+            write_stdout(&report.to_string())
+        }
+        Command::Bench(Bench::Dedup(args)) => {
+            let report = keyshift::bench::dedup(&args)?;
             write_stdout(&report.to_string())
         }
         Command::Bench(Bench::SmallCommits(args)) => {

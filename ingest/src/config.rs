@@ -13,6 +13,15 @@ pub struct IngestConfig {
     /// A repeated `event_id` (same `rp_id`) within this window is a duplicate.
     #[serde(with = "humantime_serde")]
     pub dedup_window: Duration,
+    /// Memory of the dedup index's exact tier, MiB (about 32 bytes a key:
+    /// 512 MiB hold some 16 million keys). When the window holds more, the
+    /// oldest keys are checked with the Bloom filters and the table instead.
+    pub dedup_memory_mib: u64,
+    /// Memory of the dedup index's Bloom filters over the whole window, MiB.
+    /// More bits a key: fewer keys checked against the table needlessly
+    /// (29 bits a key: one in a million). 0: no filters, every key older
+    /// than the exact tier is checked against the table.
+    pub dedup_filter_mib: u64,
     /// How far in the future `occurred_at` may lie (client clock skew).
     #[serde(with = "humantime_serde")]
     pub max_future: Duration,
@@ -40,6 +49,8 @@ impl Default for IngestConfig {
     fn default() -> Self {
         Self {
             dedup_window: Duration::from_secs(7 * 24 * 3600),
+            dedup_memory_mib: 512,
+            dedup_filter_mib: 256,
             max_future: Duration::from_secs(24 * 3600),
             unknown_fields: UnknownFields::Keep,
             secret_file: None,
@@ -61,11 +72,24 @@ impl IngestConfig {
             .unwrap_or_else(|| data_dir.join("secret.key"))
     }
 
+    /// The dedup index's bounds.
+    pub fn dedup_limits(&self) -> crate::dedup::DedupLimits {
+        let mib = |m: u64| usize::try_from(m.saturating_mul(1 << 20)).unwrap_or(usize::MAX);
+        crate::dedup::DedupLimits {
+            window: self.dedup_window,
+            hot_bytes: mib(self.dedup_memory_mib),
+            filter_bytes: mib(self.dedup_filter_mib),
+        }
+    }
+
     /// Every problem with these settings.
     pub fn validate(&self) -> Vec<String> {
         let mut errors = Vec::new();
         if self.dedup_window < Duration::from_secs(60) {
             errors.push("ingest.dedup_window must be at least 1m".to_owned());
+        }
+        if self.dedup_memory_mib == 0 {
+            errors.push("ingest.dedup_memory_mib must be at least 1".to_owned());
         }
         if self.max_events_per_request == 0 {
             errors.push("ingest.max_events_per_request must be at least 1".to_owned());

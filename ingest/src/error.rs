@@ -19,9 +19,11 @@ pub enum IngestError {
         /// randomness to create a new secret.
         reason: String,
     },
-    /// Rows read from `auth_events` to rebuild the dedup index could not be decoded (a cast
-    /// failed or a column had an unexpected type); holds the cause.
-    #[error("loading the dedup index from auth_events: {0}")]
+    /// Rows read from `auth_events` for the dedup index (its rebuild, or a
+    /// check of keys it is unsure of) could not be decoded (a cast failed or
+    /// a column had an unexpected type), or the index was misused; a bug.
+    /// Holds the cause.
+    #[error("reading dedup keys from auth_events: {0}")]
     DedupLoad(String),
     /// The broker or the client refused or did not answer.
     #[error("kafka topic {topic}: {message} ({kind})")]

@@ -17,6 +17,9 @@ pub mod pipeline;
 pub mod pseudonym;
 pub mod watermark;
 
+#[cfg(test)]
+mod bounded_dedup_tests;
+
 pub use config::IngestConfig;
 pub use error::{IngestError, Result};
 pub use pipeline::Pipeline;

@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use keyshift_schemas::RecoveryChannel;
 use keyshift_store::EventRecord;
 use keyshift_store::metrics::Registrar;
-use prometheus::{IntCounterVec, IntGauge, Registry};
+use prometheus::{IntCounterVec, IntGauge, IntGaugeVec, Registry};
 
 mod kafka;
 mod stored;
@@ -72,6 +72,9 @@ pub struct IngestMetrics {
     requests: IntCounterVec,
     unknown_fields: IntCounterVec,
     dedup_keys: IntGauge,
+    dedup_bytes: IntGaugeVec,
+    dedup_exact_seconds: IntGauge,
+    dedup_checks: IntCounterVec,
     stored: StoredEvents,
 }
 
@@ -108,8 +111,37 @@ impl IngestMetrics {
             unknown_fields,
             dedup_keys: r.int_gauge(
                 "keyshift_ingest_dedup_keys",
-                "Event ids currently held by the dedup index.",
+                "Event ids held by the dedup index's exact tier.",
             )?,
+            dedup_bytes: {
+                let g = r.int_gauge_vec(
+                    "keyshift_ingest_dedup_bytes",
+                    "Memory of the dedup index, by tier (exact: the keys; filters: the Bloom \
+                     filters).",
+                    &["tier"],
+                )?;
+                for tier in ["exact", "filters"] {
+                    g.with_label_values(&[tier]);
+                }
+                g
+            },
+            dedup_exact_seconds: r.int_gauge(
+                "keyshift_ingest_dedup_exact_seconds",
+                "How far back the dedup index's exact tier reaches (the whole window when \
+                 nothing was evicted); older keys are checked against the table.",
+            )?,
+            dedup_checks: {
+                let c = r.counter_vec(
+                    "keyshift_ingest_dedup_checks_total",
+                    "Events the dedup index was unsure of, checked against the table, by \
+                     outcome (new, duplicate).",
+                    &["outcome"],
+                )?;
+                for outcome in ["new", "duplicate"] {
+                    c.with_label_values(&[outcome]);
+                }
+                c
+            },
             stored: StoredEvents::new(registry)?,
         })
     }
@@ -172,7 +204,33 @@ impl IngestMetrics {
             .inc_by(n as u64);
     }
 
-    pub(crate) fn dedup_keys(&self, n: usize) {
-        self.dedup_keys.set(i64::try_from(n).unwrap_or(i64::MAX));
+    /// Publishes the dedup index's size and reach.
+    pub(crate) fn dedup(&self, index: &crate::dedup::DedupIndex) {
+        let int = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+        self.dedup_keys.set(int(index.len()));
+        let memory = index.memory();
+        self.dedup_bytes
+            .with_label_values(&["exact"])
+            .set(int(memory.hot));
+        self.dedup_bytes
+            .with_label_values(&["filters"])
+            .set(int(memory.cold));
+        let since = index.hot_since().unwrap_or_else(|| index.window_start());
+        // An index that never had a window (tools, tests) has no reach to show.
+        if since > DateTime::UNIX_EPOCH {
+            self.dedup_exact_seconds
+                .set((Utc::now() - since).num_seconds().max(0));
+        }
+    }
+
+    /// Counts the outcome of checking unsure keys against the table.
+    pub(crate) fn dedup_confirmed(&self, new: usize, duplicate: usize) {
+        for (outcome, n) in [("new", new), ("duplicate", duplicate)] {
+            if n > 0 {
+                self.dedup_checks
+                    .with_label_values(&[outcome])
+                    .inc_by(n as u64);
+            }
+        }
     }
 }

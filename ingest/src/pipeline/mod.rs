@@ -3,7 +3,9 @@
 //! [`Pipeline::prepare`] is synchronous CPU work (decode, validate, scope,
 //! pseudonymize, dedup); [`Pipeline::commit`] waits for the store. Dedup keys
 //! are reserved in `prepare` and released if the commit fails, so a retry of a
-//! failed request is never mistaken for a duplicate.
+//! failed request is never mistaken for a duplicate. Events whose key the
+//! dedup index is unsure of (its memory is bounded, see [`crate::dedup`])
+//! are checked against the table in `commit`, before they are written.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -12,122 +14,16 @@ use chrono::{DateTime, Utc};
 use keyshift_http::Principal;
 use keyshift_schemas::{AuthEvent, Doc};
 use keyshift_store::{EventRecord, QueryEngine, RejectedRecord, Source, WriterHandle};
-use serde::Serialize;
-use serde_json::Value;
 use tracing::info;
 
+mod items;
+
 pub use crate::check::{Checker, Refusal};
-use crate::dedup::{DedupIndex, DedupKey, dedup_key};
+use crate::dedup::{DedupIndex, DedupKey, Seen, confirm, dedup_key};
 use crate::metrics::IngestMetrics;
 use crate::pseudonym::Pseudonymizer;
-use crate::{IngestConfig, Result};
-
-/// One input item as a source hands it over: the bytes of one event (an
-/// NDJSON line, an element of a JSON array body, a Kafka message). The
-/// pipeline parses it; bytes that are not JSON become a rejected item.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Input(pub Vec<u8>);
-
-impl From<&Value> for Input {
-    fn from(value: &Value) -> Self {
-        Input(serde_json::to_vec(value).unwrap_or_default())
-    }
-}
-
-/// One refused item in a response.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct Rejection {
-    /// Position of the item in the request (0-based; blank NDJSON lines are
-    /// not counted).
-    pub index: usize,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    /// The item's `event_id`, cut to 256 characters; `None` when the item was not JSON or
-    /// had no string `event_id`.
-    pub event_id: Option<String>,
-    /// What is wrong with the item.
-    pub error: String,
-}
-
-/// What became of a request.
-#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
-pub struct IngestSummary {
-    /// Events stored: valid, and new within the dedup window.
-    pub accepted: usize,
-    /// Valid events dropped as repeats of an `event_id` (same `rp_id`) stored within the
-    /// dedup window or earlier in the same request.
-    pub duplicates: usize,
-    /// One entry per refused item.
-    pub rejected: Vec<Rejection>,
-}
-
-/// A request after the CPU work, ready to commit.
-#[derive(Debug)]
-pub struct Prepared {
-    records: Vec<EventRecord>,
-    rejected: Vec<RejectedRecord>,
-    reserved: Vec<DedupKey>,
-    summary: IngestSummary,
-}
-
-impl Prepared {
-    /// Keeps only the rejections `keep` accepts (a stream source drops the
-    /// dead letters it already recorded before a crash).
-    pub fn retain_rejected(&mut self, keep: impl Fn(&RejectedRecord) -> bool) {
-        self.rejected.retain(keep);
-    }
-
-    /// The records the commit will write to `rejected_events`.
-    pub fn rejected(&self) -> &[RejectedRecord] {
-        &self.rejected
-    }
-
-    /// Joins parts prepared in parallel into one commit. Rejection indices
-    /// stay those of each part (stream sources do not report them).
-    pub fn merge(parts: Vec<Prepared>) -> Prepared {
-        let mut all = Prepared {
-            records: Vec::new(),
-            rejected: Vec::new(),
-            reserved: Vec::new(),
-            summary: IngestSummary::default(),
-        };
-        for p in parts {
-            all.records.extend(p.records);
-            all.rejected.extend(p.rejected);
-            all.reserved.extend(p.reserved);
-            all.summary.accepted += p.summary.accepted;
-            all.summary.duplicates += p.summary.duplicates;
-            all.summary.rejected.extend(p.summary.rejected);
-        }
-        all
-    }
-}
-
-/// An input refused before parsing (a line too long to take, say).
-#[derive(Debug)]
-pub struct Unparsed<'a> {
-    /// Its position, as in [`Rejection::index`].
-    pub index: usize,
-    /// What is kept of it (cut again to `max_rejected_payload_bytes`).
-    pub head: &'a [u8],
-    /// Its full length in bytes.
-    pub size: usize,
-    /// Why it is refused.
-    pub error: String,
-    /// Where it came from.
-    pub source: &'a Source,
-}
-
-/// One item for [`Pipeline::prepare_items`]: the input, where it came from
-/// and who may vouch for it.
-#[derive(Debug)]
-pub struct Item {
-    /// The item's bytes.
-    pub input: Input,
-    /// Where it came from: HTTP, or a Kafka topic, partition and offset.
-    pub source: Source,
-    /// Who submitted it; decides which `rp_id`s it may write.
-    pub principal: Principal,
-}
+use crate::{IngestConfig, IngestError, Result};
+pub use items::{IngestSummary, Input, Item, Prepared, Rejection, Unparsed};
 
 /// The ingest pipeline: checks, pseudonymizes and deduplicates items, then commits them
 /// through the store's writer.
@@ -139,6 +35,9 @@ pub struct Pipeline {
     dedup: Arc<DedupIndex>,
     writer: WriterHandle,
     metrics: IngestMetrics,
+    /// Checks the keys the dedup index is unsure of against the table;
+    /// `None` for an unbounded index, which is never unsure.
+    engine: Option<QueryEngine>,
     /// When the dedup index last caught up with the table.
     dedup_synced_at: std::sync::Mutex<DateTime<Utc>>,
 }
@@ -154,13 +53,21 @@ impl Pipeline {
         metrics: IngestMetrics,
     ) -> Result<Self> {
         let pseudo = Pseudonymizer::load_or_create(&cfg.secret_path(data_dir))?;
-        let dedup = Arc::new(DedupIndex::new());
+        let dedup = Arc::new(DedupIndex::bounded(cfg.dedup_limits()));
         let window =
             chrono::Duration::from_std(cfg.dedup_window).unwrap_or(chrono::Duration::days(7));
-        let loaded = dedup.load(engine, Utc::now() - window).await?;
-        metrics.dedup_keys(dedup.len());
-        info!(keys = loaded, window = ?cfg.dedup_window, "dedup index loaded");
-        Ok(Self::with_parts(cfg, pseudo, dedup, writer, metrics))
+        let cutoff = Utc::now() - window;
+        dedup.expire(cutoff);
+        let loaded = dedup.load(engine, cutoff).await?;
+        metrics.dedup(&dedup);
+        info!(
+            keys = loaded,
+            exact = dedup.len(),
+            exact_since = ?dedup.hot_since(),
+            window = ?cfg.dedup_window,
+            "dedup index loaded"
+        );
+        Ok(Self::with_parts(cfg, pseudo, dedup, writer, metrics).with_query_engine(engine.clone()))
     }
 
     /// A pipeline from ready parts, loading nothing: `dedup` is used as it is.
@@ -178,8 +85,16 @@ impl Pipeline {
             dedup,
             writer,
             metrics,
+            engine: None,
             dedup_synced_at: std::sync::Mutex::new(Utc::now()),
         }
+    }
+
+    /// Checks the keys a bounded dedup index is unsure of against the
+    /// table `engine` reads ([`Pipeline::start`] does this itself).
+    pub fn with_query_engine(mut self, engine: QueryEngine) -> Self {
+        self.engine = Some(engine);
+        self
     }
 
     /// The ingest settings it runs with.
@@ -279,22 +194,27 @@ impl Pipeline {
         }
 
         let keys: Vec<DedupKey> = valid.iter().map(|(_, k, _)| *k).collect();
-        let fresh = self.dedup.reserve(&keys, now);
+        let seen = self.dedup.reserve(&keys, now);
         let mut records = Vec::with_capacity(valid.len());
         let mut reserved = Vec::with_capacity(valid.len());
-        for ((ev, key, source), new) in valid.into_iter().zip(fresh) {
-            if new {
-                records.push(self.record(ev, now, source));
-                reserved.push(key);
-            } else {
+        let mut unsure = Vec::new();
+        for ((ev, key, source), seen) in valid.into_iter().zip(seen) {
+            if seen == Seen::Duplicate {
                 summary.duplicates += 1;
+                continue;
             }
+            if seen == Seen::Unsure {
+                unsure.push(records.len());
+            }
+            records.push(self.record(ev, now, source));
+            reserved.push(key);
         }
         summary.accepted = records.len();
         Prepared {
             records,
             rejected,
             reserved,
+            unsure,
             summary,
         }
     }
@@ -318,11 +238,20 @@ impl Pipeline {
         txns: Vec<(String, i64)>,
     ) -> Result<IngestSummary> {
         let Prepared {
-            records,
+            mut records,
             rejected,
-            reserved,
-            summary,
+            mut reserved,
+            unsure,
+            mut summary,
         } = prepared;
+        if !unsure.is_empty()
+            && let Err(e) = self
+                .settle_unsure(&mut records, &mut reserved, &mut summary, &unsure)
+                .await
+        {
+            self.dedup.release(&reserved);
+            return Err(e);
+        }
         let tally = self.metrics.tally(&records, Utc::now());
         if (!records.is_empty() || !rejected.is_empty() || !txns.is_empty())
             && let Err(e) = self.writer.write_with_txns(records, rejected, txns).await
@@ -337,8 +266,56 @@ impl Pipeline {
             .events(source_kind, "duplicate", summary.duplicates);
         self.metrics
             .events(source_kind, "rejected", summary.rejected.len());
-        self.metrics.dedup_keys(self.dedup.len());
+        self.metrics.dedup(&self.dedup);
         Ok(summary)
+    }
+
+    /// Asks the table about the records at `unsure`: those it holds (stored
+    /// within the window) are dropped as duplicates. Their keys stay
+    /// reserved: the table has them, so a later copy is a duplicate too.
+    async fn settle_unsure(
+        &self,
+        records: &mut Vec<EventRecord>,
+        reserved: &mut Vec<DedupKey>,
+        summary: &mut IngestSummary,
+        unsure: &[usize],
+    ) -> Result<()> {
+        let Some(engine) = &self.engine else {
+            return Err(IngestError::DedupLoad(
+                "the index is unsure of keys but the pipeline has no query engine".to_owned(),
+            ));
+        };
+        let ids: Vec<(&str, &str)> = unsure
+            .iter()
+            .map(|i| {
+                (
+                    records[*i].event.rp_id.as_str(),
+                    records[*i].event.event_id.as_str(),
+                )
+            })
+            .collect();
+        let found = confirm::stored(engine, self.dedup.window_start(), &ids).await?;
+        self.metrics
+            .dedup_confirmed(unsure.len() - found.len(), found.len());
+        if found.is_empty() {
+            return Ok(());
+        }
+        let duplicate: Vec<bool> = records
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                unsure.contains(&i)
+                    && found.contains(&(r.event.rp_id.clone(), r.event.event_id.clone()))
+            })
+            .collect();
+        let mut at = duplicate.iter();
+        records.retain(|_| !at.next().copied().unwrap_or(false));
+        let mut at = duplicate.iter();
+        reserved.retain(|_| !at.next().copied().unwrap_or(false));
+        let dropped = duplicate.iter().filter(|d| **d).count();
+        summary.accepted -= dropped;
+        summary.duplicates += dropped;
+        Ok(())
     }
 
     /// Adds `input`, refused before parsing, to `prepared`.
@@ -390,7 +367,7 @@ impl Pipeline {
             .dedup_synced_at
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = now;
-        self.metrics.dedup_keys(self.dedup.len());
+        self.metrics.dedup(&self.dedup);
         Ok(n)
     }
 
@@ -404,7 +381,7 @@ impl Pipeline {
         let window =
             chrono::Duration::from_std(self.cfg.dedup_window).unwrap_or(chrono::Duration::days(7));
         let n = self.dedup.expire(now - window);
-        self.metrics.dedup_keys(self.dedup.len());
+        self.metrics.dedup(&self.dedup);
         n
     }
 
