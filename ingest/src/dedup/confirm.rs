@@ -1,6 +1,6 @@
 //! Asks the table about keys the dedup index is unsure of (see
 //! [`super::Seen::Unsure`]): which of these `(rp_id, event_id)` pairs were
-//! stored since the window's start.
+//! stored since the window's start. Runs in the control lane.
 
 use std::collections::HashSet;
 
@@ -8,8 +8,7 @@ use chrono::{DateTime, Utc};
 use datafusion::arrow::array::AsArray;
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::DataType;
-use keyshift_store::query::{collect, plan};
-use keyshift_store::{Lane, QueryEngine};
+use keyshift_store::QueryEngine;
 
 use crate::{IngestError, Result};
 
@@ -31,8 +30,7 @@ pub fn statement(since: DateTime<Utc>, ids: &[(&str, &str)]) -> String {
     )
 }
 
-/// The pairs of `ids` that `auth_events` holds, stored since `since`. Runs
-/// in the control lane (ingest does not queue behind ad-hoc queries).
+/// The pairs of `ids` that `auth_events` holds, stored since `since`.
 pub async fn stored(
     engine: &QueryEngine,
     since: DateTime<Utc>,
@@ -42,14 +40,7 @@ pub async fn stored(
     let mut found = HashSet::new();
     for chunk in ids.chunks(PER_QUERY) {
         let sql = statement(since, chunk);
-        let batches = engine
-            .run(Lane::Control, move |ctx| async move {
-                {
-                    let df = plan(&ctx, &sql).await?;
-                    collect(&ctx, df).await
-                }
-            })
-            .await?;
+        let batches = super::control_rows(engine, sql).await?;
         for batch in &batches {
             let strings = |i: usize| {
                 cast(batch.column(i), &DataType::Utf8)

@@ -270,14 +270,7 @@ impl DedupIndex {
              FROM auth_events WHERE received_at >= to_timestamp_micros({}) GROUP BY 1",
             cutoff.timestamp_micros()
         );
-        let batches = engine
-            .run(Lane::Control, move |ctx| async move {
-                {
-                    let df = plan(&ctx, &sql).await?;
-                    collect(&ctx, df).await
-                }
-            })
-            .await?;
+        let batches = control_rows(engine, sql).await?;
         for batch in &batches {
             let (Some(day), Some(n)) = (
                 batch.column(0).as_primitive_opt::<Int64Type>(),
@@ -334,6 +327,18 @@ impl DedupIndex {
         }
         Ok(n)
     }
+}
+
+/// The rows of `sql`, run in the control lane (keyshift's own queries: ingest
+/// does not queue behind ad-hoc ones).
+pub(crate) async fn control_rows(engine: &QueryEngine, sql: String) -> Result<Vec<RecordBatch>> {
+    let rows = engine
+        .run(Lane::Control, move |ctx| async move {
+            let df = plan(&ctx, &sql).await?;
+            collect(&ctx, df).await
+        })
+        .await?;
+    Ok(rows)
 }
 
 #[cfg(test)]
