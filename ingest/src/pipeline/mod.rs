@@ -304,7 +304,8 @@ impl Pipeline {
             .iter()
             .enumerate()
             .map(|(i, r)| {
-                unsure.contains(&i)
+                // `unsure` is ascending: prepare and merge push in order.
+                unsure.binary_search(&i).is_ok()
                     && found.contains(&(r.event.rp_id.clone(), r.event.event_id.clone()))
             })
             .collect();
