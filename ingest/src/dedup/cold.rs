@@ -104,7 +104,7 @@ impl Cold {
 
     /// Sizes the filter of `day` for `keys` (before any key of it is added).
     pub fn expect(&self, day: u32, keys: u64) {
-        if self.bits_per_day == 0 {
+        if !self.filters() {
             return;
         }
         let bits = self.bits_per_day;
@@ -120,7 +120,7 @@ impl Cold {
 
     /// Adds keys stored at `minute`.
     pub fn insert(&self, keys: impl IntoIterator<Item = DedupKey>, minute: u32) {
-        if self.bits_per_day == 0 {
+        if !self.filters() {
             return;
         }
         let day = minute / DAY;
@@ -141,7 +141,7 @@ impl Cold {
     /// Whether `key` may have been stored on a day from `first` to `last`
     /// (minutes). Without filters: always.
     pub fn may_contain(&self, key: DedupKey, first: u32, last: u32) -> bool {
-        if self.bits_per_day == 0 {
+        if !self.filters() {
             return true;
         }
         self.lock()

@@ -2,15 +2,13 @@
 //! [`super::Seen::Unsure`]): which of these `(rp_id, event_id)` pairs were
 //! stored since the window's start. Runs in the control lane.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
-use datafusion::arrow::array::AsArray;
-use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::DataType;
 use keyshift_store::QueryEngine;
 
-use crate::{IngestError, Result};
+use super::string_column;
+use crate::Result;
 
 /// Event ids per query (the `IN` list).
 const PER_QUERY: usize = 500;
@@ -30,35 +28,23 @@ pub fn statement(since: DateTime<Utc>, ids: &[(&str, &str)]) -> String {
     )
 }
 
-/// The pairs of `ids` that `auth_events` holds, stored since `since`.
+/// Per pair of `ids`, whether `auth_events` holds it, stored since `since`.
 pub async fn stored(
     engine: &QueryEngine,
     since: DateTime<Utc>,
     ids: &[(&str, &str)],
-) -> Result<HashSet<(String, String)>> {
-    let wanted: HashSet<(&str, &str)> = ids.iter().copied().collect();
-    let mut found = HashSet::new();
-    for chunk in ids.chunks(PER_QUERY) {
-        let sql = statement(since, chunk);
-        let batches = super::control_rows(engine, sql).await?;
+) -> Result<Vec<bool>> {
+    let mut found = vec![false; ids.len()];
+    for (chunk, start) in ids.chunks(PER_QUERY).zip((0..).step_by(PER_QUERY)) {
+        let at: HashMap<(&str, &str), usize> = chunk.iter().copied().zip(start..).collect();
+        let batches = super::control_rows(engine, statement(since, chunk)).await?;
         for batch in &batches {
-            let strings = |i: usize| {
-                cast(batch.column(i), &DataType::Utf8)
-                    .map_err(|e| IngestError::DedupLoad(e.to_string()))
-            };
-            let (rp, id) = (strings(0)?, strings(1)?);
-            let (Some(rp), Some(id)) = (rp.as_string_opt::<i32>(), id.as_string_opt::<i32>())
-            else {
-                return Err(IngestError::DedupLoad(format!(
-                    "unexpected column types {:?}",
-                    batch.schema()
-                )));
-            };
-            for (rp, id) in rp.iter().zip(id.iter()) {
-                if let (Some(rp), Some(id)) = (rp, id)
-                    && wanted.contains(&(rp, id))
+            let (rp, id) = (string_column(batch, 0)?, string_column(batch, 1)?);
+            for pair in rp.iter().zip(id.iter()) {
+                if let (Some(rp), Some(id)) = pair
+                    && let Some(i) = at.get(&(rp, id))
                 {
-                    found.insert((rp.to_owned(), id.to_owned()));
+                    found[*i] = true;
                 }
             }
         }

@@ -226,11 +226,6 @@ impl Hot {
         self.len() == 0
     }
 
-    /// The bound, in keys.
-    pub fn max(&self) -> usize {
-        self.max
-    }
-
     /// Approximate bytes of the maps' slots.
     pub fn bytes(&self) -> usize {
         (0..SHARDS)

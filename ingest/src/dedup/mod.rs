@@ -24,7 +24,7 @@ pub mod hot;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use chrono::{DateTime, Utc};
-use datafusion::arrow::array::{Array, AsArray};
+use datafusion::arrow::array::{Array, AsArray, StringArray};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Int64Type, TimestampMicrosecondType};
 use datafusion::arrow::record_batch::RecordBatch;
@@ -220,12 +220,20 @@ impl DedupIndex {
         from_minute(self.window_start.load(Ordering::Acquire))
     }
 
+    /// Builds the index from the table at start-up: the window starts at
+    /// `cutoff`, each day's filter is sized for the keys the table holds of
+    /// that day, then every key stored since `cutoff` is loaded.
+    pub async fn rebuild(&self, engine: &QueryEngine, cutoff: DateTime<Utc>) -> Result<usize> {
+        self.expire(cutoff);
+        self.size_filters(engine, cutoff).await?;
+        self.load(engine, cutoff).await
+    }
+
     /// Loads the keys of every event stored since `cutoff`. The rows stream
     /// from the query runtime in batches (at most a few in flight), so
     /// loading never holds the whole window's result at once: only the
     /// index itself grows, within its limits.
     pub async fn load(&self, engine: &QueryEngine, cutoff: DateTime<Utc>) -> Result<usize> {
-        self.size_filters(engine, cutoff).await?;
         let sql = format!(
             "SELECT rp_id, event_id, received_at FROM auth_events WHERE received_at >= \
              to_timestamp_micros({})",
@@ -276,10 +284,7 @@ impl DedupIndex {
                 batch.column(0).as_primitive_opt::<Int64Type>(),
                 batch.column(1).as_primitive_opt::<Int64Type>(),
             ) else {
-                return Err(IngestError::DedupLoad(format!(
-                    "unexpected column types {:?}",
-                    batch.schema()
-                )));
+                return Err(unexpected_columns(batch));
             };
             for i in 0..batch.num_rows() {
                 let day = u32::try_from(day.value(i).div_euclid(60)).unwrap_or(u32::MAX);
@@ -291,24 +296,12 @@ impl DedupIndex {
     }
 
     fn insert_batch(&self, batch: &RecordBatch) -> Result<usize> {
-        let strings = |col: &datafusion::arrow::array::ArrayRef| {
-            // Parquet scans may hand strings back as views; normalise.
-            cast(col, &DataType::Utf8).map_err(|e| IngestError::DedupLoad(e.to_string()))
-        };
-        let (rp, id, at) = (
-            strings(batch.column(0))?,
-            strings(batch.column(1))?,
-            batch.column(2),
-        );
-        let (Some(rp), Some(id), Some(at)) = (
-            rp.as_string_opt::<i32>(),
-            id.as_string_opt::<i32>(),
-            at.as_primitive_opt::<TimestampMicrosecondType>(),
-        ) else {
-            return Err(IngestError::DedupLoad(format!(
-                "unexpected column types {:?}",
-                batch.schema()
-            )));
+        let (rp, id) = (string_column(batch, 0)?, string_column(batch, 1)?);
+        let Some(at) = batch
+            .column(2)
+            .as_primitive_opt::<TimestampMicrosecondType>()
+        else {
+            return Err(unexpected_columns(batch));
         };
         let mut n = 0;
         for i in 0..batch.num_rows() {
@@ -327,6 +320,20 @@ impl DedupIndex {
         }
         Ok(n)
     }
+}
+
+/// Column `i` of `batch` as UTF-8 strings (Parquet scans may hand strings
+/// back as views).
+pub(crate) fn string_column(batch: &RecordBatch, i: usize) -> Result<StringArray> {
+    let col = cast(batch.column(i), &DataType::Utf8)
+        .map_err(|e| IngestError::DedupLoad(e.to_string()))?;
+    col.as_string_opt::<i32>()
+        .cloned()
+        .ok_or_else(|| unexpected_columns(batch))
+}
+
+fn unexpected_columns(batch: &RecordBatch) -> IngestError {
+    IngestError::DedupLoad(format!("unexpected column types {:?}", batch.schema()))
 }
 
 /// The rows of `sql`, run in the control lane (keyshift's own queries: ingest

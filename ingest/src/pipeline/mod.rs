@@ -56,9 +56,7 @@ impl Pipeline {
         let dedup = Arc::new(DedupIndex::bounded(cfg.dedup_limits()));
         let window =
             chrono::Duration::from_std(cfg.dedup_window).unwrap_or(chrono::Duration::days(7));
-        let cutoff = Utc::now() - window;
-        dedup.expire(cutoff);
-        let loaded = dedup.load(engine, cutoff).await?;
+        let loaded = dedup.rebuild(engine, Utc::now() - window).await?;
         metrics.dedup(&dedup);
         info!(
             keys = loaded,
@@ -295,25 +293,20 @@ impl Pipeline {
             })
             .collect();
         let found = confirm::stored(engine, self.dedup.window_start(), &ids).await?;
+        let dropped = found.iter().filter(|f| **f).count();
         self.metrics
-            .dedup_confirmed(unsure.len() - found.len(), found.len());
-        if found.is_empty() {
+            .dedup_confirmed(unsure.len() - dropped, dropped);
+        if dropped == 0 {
             return Ok(());
         }
-        let duplicate: Vec<bool> = records
-            .iter()
-            .enumerate()
-            .map(|(i, r)| {
-                // `unsure` is ascending: prepare and merge push in order.
-                unsure.binary_search(&i).is_ok()
-                    && found.contains(&(r.event.rp_id.clone(), r.event.event_id.clone()))
-            })
-            .collect();
+        let mut duplicate = vec![false; records.len()];
+        for (i, _) in unsure.iter().zip(&found).filter(|(_, f)| **f) {
+            duplicate[*i] = true;
+        }
         let mut at = duplicate.iter();
         records.retain(|_| !at.next().copied().unwrap_or(false));
         let mut at = duplicate.iter();
         reserved.retain(|_| !at.next().copied().unwrap_or(false));
-        let dropped = duplicate.iter().filter(|d| **d).count();
         summary.accepted -= dropped;
         summary.duplicates += dropped;
         Ok(())
