@@ -212,6 +212,11 @@ impl Config {
             None => self.server.data_dir.join("tables").display().to_string(),
         }
     }
+
+    /// Where cached query results are kept (`store.result_cache_disk_mib`).
+    pub fn result_cache_dir(&self) -> std::path::PathBuf {
+        self.server.data_dir.join("cache").join("results")
+    }
 }
 
 #[cfg(test)]

@@ -5,8 +5,9 @@ use anyhow::Context;
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use keyshift_metrics::kpi::{self, RawParams};
+use keyshift_store::metrics::ResultCacheMetrics;
 use keyshift_store::query::QueryLimits;
-use keyshift_store::{QueryEngine, QueryExecutor, Tables};
+use keyshift_store::{QueryEngine, QueryExecutor, ResultCache, Tables};
 
 use crate::config::Config;
 
@@ -79,7 +80,12 @@ pub async fn run_kpis(config: &Config, args: &KpisArgs) -> anyhow::Result<String
         tables,
         QueryLimits::from(&config.store),
         QueryExecutor::standalone(&config.store)?,
-    )?;
+    )?
+    .with_result_cache(ResultCache::new(
+        &config.store,
+        Some(config.result_cache_dir()),
+        ResultCacheMetrics::unregistered(),
+    ));
     Ok(if args.funnel {
         let report = kpi::funnels(&engine, &req, watermark).await?;
         if args.json {

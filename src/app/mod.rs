@@ -29,9 +29,11 @@ use keyshift_rollout::kafka::DecisionPublisher;
 use keyshift_rollout::lock::ControllerLock;
 use keyshift_rollout::metrics::RolloutMetrics;
 use keyshift_store::maintenance::{self, Maintainer};
-use keyshift_store::metrics::{MaintenanceMetrics, QueryMetrics, StoreMetrics};
+use keyshift_store::metrics::{MaintenanceMetrics, QueryMetrics, ResultCacheMetrics, StoreMetrics};
 use keyshift_store::query::QueryLimits;
-use keyshift_store::{ExecutorSettings, QueryEngine, QueryExecutor, Tables, Writer, WriterHandle};
+use keyshift_store::{
+    ExecutorSettings, QueryEngine, QueryExecutor, ResultCache, Tables, Writer, WriterHandle,
+};
 use prometheus::Registry;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -298,7 +300,12 @@ impl Store {
             writer.published(),
             QueryLimits::from(&config.store),
             executor,
-        )?;
+        )?
+        .with_result_cache(ResultCache::new(
+            &config.store,
+            Some(config.result_cache_dir()),
+            ResultCacheMetrics::new(registry)?,
+        ));
         let pipeline = Arc::new(
             Pipeline::start(
                 config.ingest.clone(),

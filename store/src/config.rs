@@ -47,6 +47,13 @@ pub struct StoreConfig {
     /// How long a query may wait for a slot before it is refused (429).
     #[serde(with = "humantime_serde")]
     pub query_queue_timeout: Duration,
+    /// Memory for cached KPI statement results, in MiB; 0 turns the cache
+    /// off. A result is kept under its statement and the files of the days
+    /// it read, so it is never stale (see `docs/kpis.md`).
+    pub result_cache_mib: usize,
+    /// Disk for cached results, in MiB, under `<data_dir>/cache/results`
+    /// (the first report after a restart is served from there); 0: memory only.
+    pub result_cache_disk_mib: usize,
 }
 
 impl Default for StoreConfig {
@@ -65,6 +72,8 @@ impl Default for StoreConfig {
             query_concurrency: 0,
             query_queue: 8,
             query_queue_timeout: Duration::from_secs(5),
+            result_cache_mib: 128,
+            result_cache_disk_mib: 1024,
         }
     }
 }

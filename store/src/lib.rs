@@ -25,6 +25,7 @@ pub mod metrics;
 mod migrate;
 pub mod query;
 pub mod records;
+pub mod result_cache;
 pub mod schema;
 mod session;
 pub mod tables;
@@ -37,6 +38,7 @@ pub use executor::{ExecutorSettings, Lane, QueryExecutor};
 pub use maintenance::{Maintainer, MaintenanceConfig};
 pub use query::QueryEngine;
 pub use records::{EventRecord, RejectedRecord, Source};
+pub use result_cache::ResultCache;
 pub use tables::Tables;
 pub use writer::{CommitReceipt, TxnVersions, Writer, WriterHandle};
 

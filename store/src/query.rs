@@ -22,6 +22,7 @@ use futures::StreamExt;
 use tokio::sync::watch;
 
 use crate::executor::{Lane, QueryExecutor};
+use crate::result_cache::ResultCache;
 use crate::session::{self, Budget};
 use crate::writer::Published;
 use crate::{
@@ -88,6 +89,7 @@ pub struct QueryEngine {
     executor: QueryExecutor,
     adhoc: LaneEnv,
     control: LaneEnv,
+    cache: Option<ResultCache>,
 }
 
 impl QueryEngine {
@@ -131,7 +133,21 @@ impl QueryEngine {
                 limits.control_memory_bytes,
                 "store.control_query_memory_mib",
             )?,
+            cache: None,
         })
+    }
+
+    /// The same engine, keeping the results of the statements that ask for
+    /// it in `cache` (KPI reports do).
+    #[must_use]
+    pub fn with_result_cache(mut self, cache: Option<ResultCache>) -> Self {
+        self.cache = cache;
+        self
+    }
+
+    /// The result cache, if there is one.
+    pub fn result_cache(&self) -> Option<&ResultCache> {
+        self.cache.as_ref()
     }
 
     /// The limits this engine applies.
@@ -169,12 +185,23 @@ impl QueryEngine {
         Fut: Future<Output = Result<T>> + Send + 'static,
         T: Send + 'static,
     {
+        self.run_with_tables(lane, |ctx, _| work(ctx)).await
+    }
+
+    /// [`Self::run`], `work` also given the snapshot the session reads (to
+    /// key cached results by what the statements read).
+    pub async fn run_with_tables<T, F, Fut>(&self, lane: Lane, work: F) -> Result<T>
+    where
+        F: FnOnce(SessionContext, Tables) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<T>> + Send + 'static,
+        T: Send + 'static,
+    {
         let tables = self.tables();
         let env = self.lane_env(lane).clone();
         let budget = env.budget;
         let task = async move {
             let ctx = context(&tables, &env).await?;
-            work(ctx).await
+            work(ctx, tables).await
         };
         self.executor
             .run(lane, self.limits.timeout, async move {

@@ -6,7 +6,7 @@ use keyshift::config::Config;
 use keyshift_http::RpToken;
 use serde_json::Value;
 
-use crate::common::{Server, config};
+use crate::common::{Server, config, sample};
 
 const EVENTS: &str = include_str!("../golden/kpi-events.ndjson");
 const EXPECTED: &str = include_str!("../golden/kpi-expected.json");
@@ -345,6 +345,77 @@ async fn the_cli_prints_the_same_report() {
     .expect("funnel json");
     let v: Value = serde_json::from_str(&json).expect("json");
     assert_eq!(v["funnels"][0]["totals"][0]["steps"][0]["count"], 27);
+}
+
+/// `(memory, disk, miss)` result-cache lookups so far.
+async fn lookups(server: &Server) -> (f64, f64, f64) {
+    let text = server.scrape().await;
+    let n = |o: &str| {
+        sample(
+            &text,
+            &format!("keyshift_query_cache_lookups_total{{outcome=\"{o}\"}}"),
+        )
+        .unwrap_or(0.0)
+    };
+    (n("memory"), n("disk"), n("miss"))
+}
+
+fn usage_totals(report: &Value) -> Value {
+    report["kpis"]
+        .as_array()
+        .expect("kpis")
+        .iter()
+        .find(|k| k["kpi"] == "passkey_usage")
+        .map(|k| k["totals"].clone())
+        .expect("passkey_usage")
+}
+
+#[tokio::test]
+async fn a_repeated_report_comes_from_the_cache_and_a_late_event_is_counted() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = loaded(dir.path()).await;
+    let exp: Value = serde_json::from_str(EXPECTED).expect("expected json");
+    let url = format!("/v1/kpis?{}", exp["query"].as_str().expect("query"));
+    let (status, first) = get(&server, &url, ADMIN).await;
+    assert_eq!(status, 200, "{first}");
+    let (_, _, ran) = lookups(&server).await;
+    assert!(ran > 0.0, "the first report runs its statements");
+
+    let (_, again) = get(&server, &url, ADMIN).await;
+    assert_eq!(
+        again["kpis"], first["kpis"],
+        "the cached report is the same"
+    );
+    let (memory, _, miss) = lookups(&server).await;
+    assert_eq!(miss, ran, "nothing ran again");
+    assert!(memory > 0.0, "the statements came from memory");
+
+    // A late sign-in for the first (closed) day: the days it lands in are
+    // computed again, and it is counted.
+    let mut late = crate::common::event("g-late-1", "p-late", "golden.example");
+    late["occurred_at"] = "2026-11-02T15:00:00Z".into();
+    let (status, body) = server.post_ndjson(&[late.to_string()]).await;
+    assert_eq!(
+        (status, &body["accepted"]),
+        (200, &Value::from(1)),
+        "{body}"
+    );
+    let (_, after) = get(&server, &url, ADMIN).await;
+    assert_eq!(usage_totals(&first)[0]["numerator"], 33, "{first}");
+    assert_eq!(usage_totals(&after)[0]["numerator"], 34, "{after}");
+    assert_eq!(usage_totals(&after)[0]["denominator"], 61, "{after}");
+    let (_, _, miss_after) = lookups(&server).await;
+    assert!(miss_after > miss, "the late event's days ran again");
+    server.stop().await;
+
+    // A restart: the report comes from the files of the cache, unchanged.
+    let server = Server::start(secured(dir.path())).await;
+    let (_, restarted) = get(&server, &url, ADMIN).await;
+    assert_eq!(restarted["kpis"], after["kpis"]);
+    let (_, disk, miss) = lookups(&server).await;
+    assert_eq!(miss, 0.0, "nothing ran after the restart");
+    assert!(disk > 0.0, "the statements' results came from disk");
+    server.stop().await;
 }
 
 #[test]

@@ -4,13 +4,16 @@
 
 use std::sync::Arc;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use datafusion::arrow::array::{Array, Float64Array, Int64Array, StringArray};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, TimeUnit};
 use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::prelude::SessionContext;
 use keyshift_store::query::{collect, plan};
-use keyshift_store::{Lane, QueryEngine, StoreError};
+use keyshift_store::result_cache::{self, CachedResult, Digest32, PartitionPrints};
+use keyshift_store::schema::EVENT_DATE;
+use keyshift_store::{AUTH_EVENTS, Lane, QueryEngine, ResultCache, StoreError, Tables};
 
 use super::catalog::Kpi;
 use super::request::{By, KpiRequest};
@@ -169,18 +172,105 @@ pub fn statement_with(req: &KpiRequest, sql: &str, mode: Sets) -> String {
     }
 }
 
+/// One statement and the days of `auth_events` it reads: what its cached
+/// result is keyed by.
+#[derive(Debug, Clone)]
+pub struct Part {
+    /// The whole statement.
+    pub sql: String,
+    /// The first day read; `None` for statements that read `h` (every
+    /// earlier day too).
+    pub from: Option<NaiveDate>,
+    /// The last day read.
+    pub to: NaiveDate,
+}
+
+impl Part {
+    /// `sql`, made by [`statement`] for `req`, which decides what it reads.
+    pub fn new(req: &KpiRequest, sql: String) -> Self {
+        let history = super::stages::reads(&sql, "h");
+        Self {
+            from: (!history).then(|| req.from.date_naive()),
+            to: req.to.date_naive(),
+            sql,
+        }
+    }
+}
+
+/// [`statement`] as a [`Part`].
+pub fn part(req: &KpiRequest, sql: &str) -> Part {
+    Part::new(req, statement(req, sql))
+}
+
+/// The result cache and the snapshot's partition digests, when caching is on.
+struct Cache(Option<(ResultCache, PartitionPrints)>);
+
+impl Cache {
+    fn new(cache: Option<ResultCache>, tables: &Tables) -> keyshift_store::Result<Self> {
+        Ok(Self(match cache {
+            Some(c) => Some((
+                c,
+                PartitionPrints::of(&tables.events, AUTH_EVENTS, EVENT_DATE)?,
+            )),
+            None => None,
+        }))
+    }
+
+    fn key(&self, part: &Part) -> Option<(&ResultCache, Digest32)> {
+        let (cache, prints) = self.0.as_ref()?;
+        Some((
+            cache,
+            result_cache::key(&part.sql, &prints.range(part.from, part.to)),
+        ))
+    }
+
+    fn get(&self, part: &Part) -> Option<Arc<CachedResult>> {
+        let (cache, key) = self.key(part)?;
+        cache.get(&key)
+    }
+
+    /// The part's result: cached, or run now and kept.
+    async fn run(
+        &self,
+        ctx: &SessionContext,
+        part: &Part,
+    ) -> keyshift_store::Result<Arc<CachedResult>> {
+        match self.get(part) {
+            Some(hit) => Ok(hit),
+            None => self.compute(ctx, part).await,
+        }
+    }
+
+    /// Runs the part and keeps its result.
+    async fn compute(
+        &self,
+        ctx: &SessionContext,
+        part: &Part,
+    ) -> keyshift_store::Result<Arc<CachedResult>> {
+        let df = plan(ctx, &part.sql).await?;
+        let schema = Arc::new(df.schema().as_arrow().clone());
+        let batches = collect(ctx, df).await?;
+        let result = Arc::new(CachedResult { schema, batches });
+        if let Some((cache, key)) = self.key(part) {
+            cache.put(key, result.clone());
+        }
+        Ok(result)
+    }
+}
+
 /// Runs `statements` in one admission slot of the ad-hoc lane, one after
-/// the other, and returns each one's batches. The shared tables `a` and `u`
-/// are computed first, once, if any statement reads them.
+/// the other, and returns each one's batches. A part whose result is
+/// cached for the files it reads is not run; the shared tables `a` and `u`
+/// are computed first, once, if a part that must run reads them.
 pub async fn run_all(
     engine: &QueryEngine,
     req: &KpiRequest,
-    statements: Vec<(String, Vec<String>)>,
+    statements: Vec<(String, Vec<Part>)>,
 ) -> Result<Vec<Vec<RecordBatch>>> {
-    let stages = super::stages::stages(req, &statements);
-    let statements = Arc::new(statements);
+    let req = req.clone();
+    let cache = engine.result_cache().cloned();
     let out = engine
-        .run(Lane::Adhoc, move |ctx| async move {
+        .run_with_tables(Lane::Adhoc, move |ctx, tables| async move {
             // Aggregations hand their output on as slices of one buffer, and
             // every slice is charged for the whole buffer where batches are
             // counted (repartitioning): with the default 8,192 rows a large
@@ -191,14 +281,26 @@ pub async fn run_all(
                 .config_mut()
                 .options_mut()
                 .set("datafusion.execution.batch_size", KPI_BATCH_ROWS)?;
-            for stage in stages {
+            let cache = Cache::new(cache, &tables)?;
+            let found: Vec<Vec<Option<Arc<CachedResult>>>> = statements
+                .iter()
+                .map(|(_, parts)| parts.iter().map(|p| cache.get(p)).collect())
+                .collect();
+            let to_run: Vec<&str> = statements
+                .iter()
+                .zip(&found)
+                .flat_map(|((_, parts), hits)| parts.iter().zip(hits))
+                .filter(|(_, hit)| hit.is_none())
+                .map(|(p, _)| p.sql.as_str())
+                .collect();
+            for stage in super::stages::stages(&req, &to_run) {
                 let name = stage.name;
                 let mut parts = Vec::new();
                 let mut schema = None;
-                for sql in &stage.parts {
-                    let df = plan(&ctx, sql).await.map_err(|e| tag(name, e))?;
-                    schema.get_or_insert_with(|| df.schema().as_arrow().clone());
-                    parts.extend(collect(&ctx, df).await.map_err(|e| tag(name, e))?);
+                for part in &stage.parts {
+                    let result = cache.run(&ctx, part).await.map_err(|e| tag(name, e))?;
+                    schema.get_or_insert_with(|| result.schema.as_ref().clone());
+                    parts.extend(result.batches.iter().cloned());
                 }
                 let mut table = super::stages::table(schema.as_ref(), parts)?;
                 if let Some(merge) = &stage.merge {
@@ -212,11 +314,14 @@ pub async fn run_all(
                 ctx.register_table(name, Arc::new(table))?;
             }
             let mut out = Vec::with_capacity(statements.len());
-            for (name, parts) in statements.iter() {
+            for ((name, parts), hits) in statements.iter().zip(found) {
                 let mut batches = Vec::new();
-                for sql in parts {
-                    let df = plan(&ctx, sql).await.map_err(|e| tag(name, e))?;
-                    batches.extend(collect(&ctx, df).await.map_err(|e| tag(name, e))?);
+                for (part, hit) in parts.iter().zip(hits) {
+                    let result = match hit {
+                        Some(r) => r,
+                        None => cache.compute(&ctx, part).await.map_err(|e| tag(name, e))?,
+                    };
+                    batches.extend(result.batches.iter().cloned());
                 }
                 out.push(batches);
             }
@@ -352,11 +457,11 @@ pub fn step_rows(batches: &[RecordBatch], columns: &[&str]) -> Result<Vec<StepRo
 /// chunk of the range at a time, its totals in one more pass grouped
 /// without intervals; their rows are put together. The others group few
 /// values (or read `a` and `u`) and run once.
-pub fn kpi_statements(req: &KpiRequest, kpis: &[&'static Kpi]) -> Vec<(String, Vec<String>)> {
+pub fn kpi_statements(req: &KpiRequest, kpis: &[&'static Kpi]) -> Vec<(String, Vec<Part>)> {
     kpis.iter()
         .map(|k| {
             let parts = if k.sql.contains("{SETS(user_key") {
-                let mut parts: Vec<String> = super::stages::chunks(req)
+                let mut parts: Vec<Part> = super::stages::chunks(req)
                     .into_iter()
                     .map(|(from, to)| {
                         let chunk = KpiRequest {
@@ -364,13 +469,13 @@ pub fn kpi_statements(req: &KpiRequest, kpis: &[&'static Kpi]) -> Vec<(String, V
                             to,
                             ..req.clone()
                         };
-                        statement_with(&chunk, k.sql, Sets::Series)
+                        Part::new(&chunk, statement_with(&chunk, k.sql, Sets::Series))
                     })
                     .collect();
-                parts.push(statement_with(req, k.sql, Sets::Totals));
+                parts.push(Part::new(req, statement_with(req, k.sql, Sets::Totals)));
                 parts
             } else {
-                vec![statement(req, k.sql)]
+                vec![part(req, k.sql)]
             };
             (k.name.to_owned(), parts)
         })

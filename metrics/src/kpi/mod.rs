@@ -48,11 +48,11 @@ pub async fn funnels(
     for f in funnel::FUNNELS {
         statements.push((
             format!("{} steps", f.name),
-            vec![engine::statement(req, f.steps_sql)],
+            vec![engine::part(req, f.steps_sql)],
         ));
         statements.push((
             format!("{} exits", f.name),
-            vec![engine::statement(req, f.exits_sql)],
+            vec![engine::part(req, f.exits_sql)],
         ));
     }
     let batches = engine::run_all(engine, req, statements).await?;

@@ -20,7 +20,7 @@ use datafusion::arrow::datatypes::{Field, Schema};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::datasource::MemTable;
 
-use super::engine::statement;
+use super::engine::{Part, statement};
 use super::request::KpiRequest;
 use datafusion::error::DataFusionError;
 use keyshift_store::StoreError;
@@ -64,7 +64,7 @@ pub struct Stage {
     /// The table's name in the KPI queries: `a` (ceremonies) or `u` (users).
     pub name: &'static str,
     /// Statements run one after the other (one per weekly chunk, plus the totals for `u`).
-    pub parts: Vec<String>,
+    pub parts: Vec<Part>,
     /// Statement over the parts' rows (read as `<name>0`) giving the table; `None`
     /// when the parts' rows are the table as they are.
     pub merge: Option<String>,
@@ -72,14 +72,16 @@ pub struct Stage {
     pub whole: String,
 }
 
-/// Whether `sql` reads the table `name`.
-fn reads(sql: &str, name: &str) -> bool {
-    let pattern = format!("FROM {name}");
-    sql.match_indices(&pattern).any(|(i, _)| {
-        sql[i + pattern.len()..]
-            .chars()
-            .next()
-            .is_none_or(|c| !(c.is_alphanumeric() || c == '_'))
+/// Whether `sql` reads the table `name` (`FROM name` or `JOIN name`).
+pub fn reads(sql: &str, name: &str) -> bool {
+    ["FROM", "JOIN"].iter().any(|word| {
+        let pattern = format!("{word} {name}");
+        sql.match_indices(&pattern).any(|(i, _)| {
+            sql[i + pattern.len()..]
+                .chars()
+                .next()
+                .is_none_or(|c| !(c.is_alphanumeric() || c == '_'))
+        })
     })
 }
 
@@ -123,7 +125,7 @@ fn ceremonies(req: &KpiRequest) -> Stage {
                 ts(from),
                 ts(to)
             );
-            statement(&wide, &sql)
+            Part::new(&wide, statement(&wide, &sql))
         })
         .collect();
     let merge = statement(
@@ -146,16 +148,19 @@ fn ceremonies(req: &KpiRequest) -> Stage {
 
 fn users(req: &KpiRequest) -> Stage {
     let per_interval = |r: &KpiRequest| {
-        statement(
+        Part::new(
             r,
-            &format!(
-                "SELECT b, g, {USER_KINDS}, count(*) AS n
-                 FROM (SELECT b, g, user_key, {USER} GROUP BY b, g, user_key)
-                 GROUP BY b, g, {USER_KINDS}"
+            statement(
+                r,
+                &format!(
+                    "SELECT b, g, {USER_KINDS}, count(*) AS n
+                     FROM (SELECT b, g, user_key, {USER} GROUP BY b, g, user_key)
+                     GROUP BY b, g, {USER_KINDS}"
+                ),
             ),
         )
     };
-    let mut parts: Vec<String> = chunks(req)
+    let mut parts: Vec<Part> = chunks(req)
         .into_iter()
         .map(|(from, to)| {
             per_interval(&KpiRequest {
@@ -172,12 +177,16 @@ fn users(req: &KpiRequest) -> Stage {
     } else {
         "g, user_key"
     };
-    parts.push(statement(
+    parts.push(Part::new(
         req,
-        &format!(
-            "SELECT b, g, {USER_KINDS}, count(*) AS n
-             FROM (SELECT min(b) FILTER (WHERE false) AS b, g, user_key, {USER} GROUP BY {sets})
-             GROUP BY b, g, {USER_KINDS}"
+        statement(
+            req,
+            &format!(
+                "SELECT b, g, {USER_KINDS}, count(*) AS n
+                 FROM (SELECT min(b) FILTER (WHERE false) AS b, g, user_key, {USER}
+                       GROUP BY {sets})
+                 GROUP BY b, g, {USER_KINDS}"
+            ),
         ),
     ));
     let whole = statement(
@@ -197,13 +206,9 @@ fn users(req: &KpiRequest) -> Stage {
 }
 
 /// The shared tables `statements` read, in the order they must be made.
-pub fn stages(req: &KpiRequest, statements: &[(String, Vec<String>)]) -> Vec<Stage> {
+pub fn stages(req: &KpiRequest, statements: &[&str]) -> Vec<Stage> {
     let mut out = Vec::new();
-    let any = |name: &str| {
-        statements
-            .iter()
-            .any(|(_, parts)| parts.iter().any(|sql| reads(sql, name)))
-    };
+    let any = |name: &str| statements.iter().any(|sql| reads(sql, name));
     if any("a") {
         out.push(ceremonies(req));
     }
@@ -283,9 +288,11 @@ mod tests {
     #[test]
     fn only_the_tables_read_are_made() {
         let r = req("from=2026-11-02T00:00:00Z&to=2026-11-04T00:00:00Z");
-        let s = |sql: &str| stages(&r, &[("x".into(), vec![sql.into()])]);
+        let s = |sql: &str| stages(&r, &[sql]);
         assert_eq!(s("SELECT * FROM a WHERE x").len(), 1);
         assert_eq!(s("SELECT * FROM u").len(), 1);
+        assert_eq!(s("SELECT * FROM x JOIN u ON true").len(), 1);
         assert!(s("SELECT * FROM auth_events").is_empty());
+        assert!(s("SELECT * FROM us").is_empty());
     }
 }

@@ -30,7 +30,13 @@ pub fn catalog_markdown() -> String {
          - **Ratios** carry their numerator and denominator; a zero denominator gives \
          `value: null`, never 0 or NaN.\n\
          - **Late events**: an interval can still change when late events arrive; every \
-         report says up to when it is complete (`complete_to`, the ingest watermark).\n\n\
+         report says up to when it is complete (`complete_to`, the ingest watermark).\n\
+         - **Caching**: a report's statements are kept with their results, keyed by the \
+         statement and the files of the days it reads (`store.result_cache_mib` in memory, \
+         `store.result_cache_disk_mib` under `<data_dir>/cache/results`). A repeat over days \
+         that got no file since is answered from the cache; a new, late, compacted or erased \
+         file of one of those days makes that statement run again. A cached answer is never \
+         stale.\n\n\
          | KPI | unit | counts | numerator | denominator | per key | reference |\n\
          |---|---|---|---|---|---|---|\n",
     );

@@ -1,0 +1,91 @@
+use std::sync::Arc;
+
+use datafusion::arrow::array::Int64Array;
+use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use datafusion::arrow::record_batch::RecordBatch;
+
+use super::*;
+
+fn result(n: i64) -> Arc<CachedResult> {
+    let schema = Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, true)]));
+    let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(Int64Array::from(vec![n]))])
+        .expect("batch");
+    Arc::new(CachedResult {
+        schema,
+        batches: vec![batch],
+    })
+}
+
+fn value(r: &CachedResult) -> i64 {
+    r.batches[0]
+        .column(0)
+        .as_any()
+        .downcast_ref::<Int64Array>()
+        .expect("ints")
+        .value(0)
+}
+
+fn config(mib: usize, disk_mib: usize) -> StoreConfig {
+    StoreConfig {
+        result_cache_mib: mib,
+        result_cache_disk_mib: disk_mib,
+        ..StoreConfig::default()
+    }
+}
+
+#[test]
+fn a_key_names_the_statement_and_what_it_read() {
+    let read = [1; 32];
+    assert_eq!(key("SELECT 1", &read), key("SELECT 1", &read));
+    assert_ne!(key("SELECT 1", &read), key("SELECT 2", &read));
+    assert_ne!(key("SELECT 1", &read), key("SELECT 1", &[2; 32]));
+}
+
+#[test]
+fn results_survive_a_restart_on_disk_and_a_broken_file_is_a_miss() {
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("results");
+    let metrics = ResultCacheMetrics::unregistered();
+    let cache =
+        ResultCache::new(&config(16, 16), Some(path.clone()), metrics.clone()).expect("cache on");
+    let (a, b) = ([1; 32], [2; 32]);
+    assert!(cache.get(&a).is_none());
+    cache.put(a, result(7));
+    cache.put(b, result(8));
+    assert_eq!(cache.get(&a).map(|r| value(&r)), Some(7));
+
+    // A new process: memory is empty, the files are there.
+    let again =
+        ResultCache::new(&config(16, 16), Some(path.clone()), metrics.clone()).expect("cache on");
+    assert_eq!(again.get(&a).map(|r| value(&r)), Some(7));
+    // A file cut short (a crash, a full disk) is dropped, not an error.
+    let file = disk::Disk::open(path.clone(), 1 << 20)
+        .and_then(|mut d| d.touch(&b))
+        .expect("indexed");
+    std::fs::write(&file, b"ARROW1 cut short").expect("write");
+    assert!(again.get(&b).is_none());
+    assert!(!file.exists(), "the broken file is deleted");
+}
+
+#[test]
+fn the_disk_bound_holds_and_zero_turns_caching_off() {
+    assert!(ResultCache::new(&config(0, 16), None, ResultCacheMetrics::unregistered()).is_none());
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("results");
+    let mut disk = disk::Disk::open(path.clone(), 10_000).expect("disk");
+    let one = result(1);
+    let mut kept = 0;
+    for n in 0..20u8 {
+        let bytes = disk::write(&path, &[n; 32], &one).expect("written");
+        kept = disk.add([n; 32], bytes);
+    }
+    assert!(kept <= 10_000, "{kept} bytes indexed");
+    let on_disk: u64 = std::fs::read_dir(&path)
+        .expect("list")
+        .flatten()
+        .map(|e| e.metadata().map(|m| m.len()).unwrap_or(0))
+        .sum();
+    assert_eq!(on_disk, kept as u64, "evicted files are deleted");
+    assert!(disk.touch(&[19; 32]).is_some(), "the newest stays");
+    assert!(disk.touch(&[0; 32]).is_none(), "the oldest went");
+}
