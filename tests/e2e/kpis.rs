@@ -360,14 +360,16 @@ async fn lookups(server: &Server) -> (f64, f64, f64) {
     (n("memory"), n("disk"), n("miss"))
 }
 
-fn usage_totals(report: &Value) -> Value {
-    report["kpis"]
+/// `[numerator, denominator]` of a KPI's total.
+fn total(report: &Value, kpi: &str) -> [i64; 2] {
+    let t = report["kpis"]
         .as_array()
         .expect("kpis")
         .iter()
-        .find(|k| k["kpi"] == "passkey_usage")
-        .map(|k| k["totals"].clone())
-        .expect("passkey_usage")
+        .find(|k| k["kpi"] == kpi)
+        .map(|k| k["totals"][0].clone())
+        .expect("kpi");
+    [&t["numerator"], &t["denominator"]].map(|v| v.as_i64().expect("count"))
 }
 
 #[tokio::test]
@@ -401,11 +403,36 @@ async fn a_repeated_report_comes_from_the_cache_and_a_late_event_is_counted() {
         "{body}"
     );
     let (_, after) = get(&server, &url, ADMIN).await;
-    assert_eq!(usage_totals(&first)[0]["numerator"], 33, "{first}");
-    assert_eq!(usage_totals(&after)[0]["numerator"], 34, "{after}");
-    assert_eq!(usage_totals(&after)[0]["denominator"], 61, "{after}");
+    assert_eq!(total(&first, "passkey_usage"), [33, 60], "{first}");
+    assert_eq!(total(&after, "passkey_usage"), [34, 61], "{after}");
     let (_, _, miss_after) = lookups(&server).await;
     assert!(miss_after > miss, "the late event's days ran again");
+
+    // A passkey created before the range: only the KPIs that read all of
+    // history (coverage and at-risk holders: one part for the range's only
+    // week and one for the totals, each) run again, and coverage counts it.
+    let mut enrolled = crate::common::event("g-late-2", "p2-0", "golden.example");
+    enrolled["event_type"] = "enrollment.succeeded".into();
+    enrolled["occurred_at"] = "2026-10-30T12:00:00Z".into();
+    enrolled["data"] =
+        serde_json::json!({"credential": {"backup_eligible": true, "backup_state": true}});
+    let (status, body) = server.post_ndjson(&[enrolled.to_string()]).await;
+    assert_eq!(
+        (status, &body["accepted"]),
+        (200, &Value::from(1)),
+        "{body}"
+    );
+    let (_, held) = get(&server, &url, ADMIN).await;
+    let [num, den] = total(&after, "coverage");
+    assert_eq!(total(&held, "coverage"), [num + 1, den], "{held}");
+    assert_eq!(total(&held, "passkey_usage"), [34, 61]);
+    let (_, _, miss_held) = lookups(&server).await;
+    assert_eq!(
+        miss_held - miss_after,
+        4.0,
+        "coverage and at-risk parts only"
+    );
+    let after = held;
     server.stop().await;
 
     // A restart: the report comes from the files of the cache, unchanged.

@@ -9,13 +9,12 @@ use datafusion::arrow::array::{Array, Float64Array, Int64Array, StringArray};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, TimeUnit};
 use datafusion::arrow::record_batch::RecordBatch;
-use datafusion::prelude::SessionContext;
 use keyshift_store::query::{collect, plan};
-use keyshift_store::result_cache::{self, CachedResult, Digest32, PartitionPrints};
-use keyshift_store::schema::EVENT_DATE;
-use keyshift_store::{AUTH_EVENTS, Lane, QueryEngine, ResultCache, StoreError, Tables};
+use keyshift_store::result_cache::CachedResult;
+use keyshift_store::{Lane, QueryEngine, StoreError};
 
 use super::catalog::Kpi;
+pub use super::parts::{Part, part};
 use super::request::{By, KpiRequest};
 use crate::{MetricsError, Result};
 
@@ -43,6 +42,13 @@ fn ts(t: DateTime<Utc>) -> String {
     format!("to_timestamp_micros({})", t.timestamp_micros())
 }
 
+/// The first and last day (`event_date`) of `req`'s range `[from, to)`: a
+/// range that ends at midnight does not read the day that starts there.
+pub fn days(req: &KpiRequest) -> (NaiveDate, NaiveDate) {
+    let last = req.to - chrono::Duration::microseconds(1);
+    (req.from.date_naive(), last.date_naive())
+}
+
 /// The common tables `e` and `h` (documented in [`super::catalog`]).
 fn prelude(req: &KpiRequest, sets: Sets) -> String {
     let rp = req
@@ -58,10 +64,8 @@ fn prelude(req: &KpiRequest, sets: Sets) -> String {
     let (from, to) = (ts(req.from), ts(req.to));
     // event_date (the partition column) bounds the files read; occurred_at
     // the rows.
-    let (from_day, to_day) = (
-        quote(&req.from.date_naive().to_string()),
-        quote(&req.to.date_naive().to_string()),
-    );
+    let (first, last) = days(req);
+    let (from_day, to_day) = (quote(&first.to_string()), quote(&last.to_string()));
     format!(
         "WITH e AS (
            SELECT *, {b} AS b, {g} AS g,
@@ -172,92 +176,6 @@ pub fn statement_with(req: &KpiRequest, sql: &str, mode: Sets) -> String {
     }
 }
 
-/// One statement and the days of `auth_events` it reads: what its cached
-/// result is keyed by.
-#[derive(Debug, Clone)]
-pub struct Part {
-    /// The whole statement.
-    pub sql: String,
-    /// The first day read; `None` for statements that read `h` (every
-    /// earlier day too).
-    pub from: Option<NaiveDate>,
-    /// The last day read.
-    pub to: NaiveDate,
-}
-
-impl Part {
-    /// `sql`, made by [`statement`] for `req`, which decides what it reads.
-    pub fn new(req: &KpiRequest, sql: String) -> Self {
-        let history = super::stages::reads(&sql, "h");
-        Self {
-            from: (!history).then(|| req.from.date_naive()),
-            to: req.to.date_naive(),
-            sql,
-        }
-    }
-}
-
-/// [`statement`] as a [`Part`].
-pub fn part(req: &KpiRequest, sql: &str) -> Part {
-    Part::new(req, statement(req, sql))
-}
-
-/// The result cache and the snapshot's partition digests, when caching is on.
-struct Cache(Option<(ResultCache, PartitionPrints)>);
-
-impl Cache {
-    fn new(cache: Option<ResultCache>, tables: &Tables) -> keyshift_store::Result<Self> {
-        Ok(Self(match cache {
-            Some(c) => Some((
-                c,
-                PartitionPrints::of(&tables.events, AUTH_EVENTS, EVENT_DATE)?,
-            )),
-            None => None,
-        }))
-    }
-
-    fn key(&self, part: &Part) -> Option<(&ResultCache, Digest32)> {
-        let (cache, prints) = self.0.as_ref()?;
-        Some((
-            cache,
-            result_cache::key(&part.sql, &prints.range(part.from, part.to)),
-        ))
-    }
-
-    fn get(&self, part: &Part) -> Option<Arc<CachedResult>> {
-        let (cache, key) = self.key(part)?;
-        cache.get(&key)
-    }
-
-    /// The part's result: cached, or run now and kept.
-    async fn run(
-        &self,
-        ctx: &SessionContext,
-        part: &Part,
-    ) -> keyshift_store::Result<Arc<CachedResult>> {
-        match self.get(part) {
-            Some(hit) => Ok(hit),
-            None => self.compute(ctx, part).await,
-        }
-    }
-
-    /// Runs the part and keeps its result.
-    async fn compute(
-        &self,
-        ctx: &SessionContext,
-        part: &Part,
-    ) -> keyshift_store::Result<Arc<CachedResult>> {
-        let df = plan(ctx, &part.sql).await?;
-        let schema = Arc::new(df.schema().as_arrow().clone());
-        let batches = collect(ctx, df).await?;
-        let result = Arc::new(CachedResult { schema, batches });
-        if let Some((cache, key)) = self.key(part) {
-            cache.put(key, result.clone());
-        }
-        Ok(result)
-    }
-}
-
 /// Runs `statements` in one admission slot of the ad-hoc lane, one after
 /// the other, and returns each one's batches. A part whose result is
 /// cached for the files it reads is not run; the shared tables `a` and `u`
@@ -281,7 +199,12 @@ pub async fn run_all(
                 .config_mut()
                 .options_mut()
                 .set("datafusion.execution.batch_size", KPI_BATCH_ROWS)?;
-            let cache = Cache::new(cache, &tables)?;
+            let all: Vec<&str> = statements
+                .iter()
+                .flat_map(|(_, parts)| parts.iter().map(|p| p.sql.as_str()))
+                .collect();
+            let cache =
+                super::parts::Cache::new(cache, &tables, &super::stages::stages(&req, &all));
             let found: Vec<Vec<Option<Arc<CachedResult>>>> = statements
                 .iter()
                 .map(|(_, parts)| parts.iter().map(|p| cache.get(p)).collect())
@@ -469,10 +392,10 @@ pub fn kpi_statements(req: &KpiRequest, kpis: &[&'static Kpi]) -> Vec<(String, V
                             to,
                             ..req.clone()
                         };
-                        Part::new(&chunk, statement_with(&chunk, k.sql, Sets::Series))
+                        Part::new(&chunk, k.sql, Sets::Series)
                     })
                     .collect();
-                parts.push(Part::new(req, statement_with(req, k.sql, Sets::Totals)));
+                parts.push(Part::new(req, k.sql, Sets::Totals));
                 parts
             } else {
                 vec![part(req, k.sql)]

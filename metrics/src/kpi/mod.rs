@@ -6,6 +6,7 @@
 pub mod catalog;
 pub mod engine;
 pub mod funnel;
+mod parts;
 pub mod report;
 pub mod request;
 pub mod stages;

@@ -20,7 +20,7 @@ use datafusion::arrow::datatypes::{Field, Schema};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::datasource::MemTable;
 
-use super::engine::{Part, statement};
+use super::engine::{Part, Sets, statement};
 use super::request::KpiRequest;
 use datafusion::error::DataFusionError;
 use keyshift_store::StoreError;
@@ -125,7 +125,7 @@ fn ceremonies(req: &KpiRequest) -> Stage {
                 ts(from),
                 ts(to)
             );
-            Part::new(&wide, statement(&wide, &sql))
+            Part::new(&wide, &sql, Sets::Both)
         })
         .collect();
     let merge = statement(
@@ -150,14 +150,12 @@ fn users(req: &KpiRequest) -> Stage {
     let per_interval = |r: &KpiRequest| {
         Part::new(
             r,
-            statement(
-                r,
-                &format!(
-                    "SELECT b, g, {USER_KINDS}, count(*) AS n
-                     FROM (SELECT b, g, user_key, {USER} GROUP BY b, g, user_key)
-                     GROUP BY b, g, {USER_KINDS}"
-                ),
+            &format!(
+                "SELECT b, g, {USER_KINDS}, count(*) AS n
+                 FROM (SELECT b, g, user_key, {USER} GROUP BY b, g, user_key)
+                 GROUP BY b, g, {USER_KINDS}"
             ),
+            Sets::Both,
         )
     };
     let mut parts: Vec<Part> = chunks(req)
@@ -179,15 +177,13 @@ fn users(req: &KpiRequest) -> Stage {
     };
     parts.push(Part::new(
         req,
-        statement(
-            req,
-            &format!(
-                "SELECT b, g, {USER_KINDS}, count(*) AS n
-                 FROM (SELECT min(b) FILTER (WHERE false) AS b, g, user_key, {USER}
-                       GROUP BY {sets})
-                 GROUP BY b, g, {USER_KINDS}"
-            ),
+        &format!(
+            "SELECT b, g, {USER_KINDS}, count(*) AS n
+             FROM (SELECT min(b) FILTER (WHERE false) AS b, g, user_key, {USER}
+                   GROUP BY {sets})
+             GROUP BY b, g, {USER_KINDS}"
         ),
+        Sets::Both,
     ));
     let whole = statement(
         req,

@@ -74,9 +74,21 @@ impl Disk {
         self.index.bytes()
     }
 
-    /// The file of `key`, if the index has it (now the most recently used).
+    /// The file of `key`, now the most recently used: one this process
+    /// indexed, or one another process sharing the directory wrote since
+    /// (adopted into the index). Its modification time is set to now, so
+    /// that the order survives a restart.
     pub(super) fn touch(&mut self, key: &Digest32) -> Option<PathBuf> {
-        self.index.get(key).map(|()| path(&self.dir, key))
+        let file = path(&self.dir, key);
+        if self.index.get(key).is_none() {
+            let len = std::fs::metadata(&file).ok()?.len();
+            self.add(*key, usize::try_from(len).unwrap_or(usize::MAX));
+            self.index.get(key)?;
+        }
+        if let Ok(f) = File::options().write(true).open(&file) {
+            let _ = f.set_modified(SystemTime::now());
+        }
+        Some(file)
     }
 
     /// Indexes a file just written; deletes what goes out. Returns the bytes held.

@@ -57,20 +57,34 @@ impl CachedResult {
     }
 }
 
-/// The key of a statement's result: its text and what it read, under this
-/// build (a new keyshift or DataFusion may compute differently).
-pub fn key(statement: &str, read: &Digest32) -> Digest32 {
+/// This build: the version, DataFusion's, and the executable itself (its
+/// path, size and modification time), so that a rebuilt keyshift — which
+/// may compute a statement differently with the same text — never reads
+/// what an earlier build cached.
+fn build_id() -> Digest32 {
     let mut h = Sha256::new();
     for part in [
         FORMAT,
         env!("CARGO_PKG_VERSION"),
         datafusion::DATAFUSION_VERSION,
-        statement,
     ] {
         h.update(part.as_bytes());
         h.update([0]);
     }
-    h.update(read);
+    match std::env::current_exe().and_then(|p| Ok((std::fs::metadata(&p)?, p))) {
+        Ok((meta, path)) => {
+            h.update(path.to_string_lossy().as_bytes());
+            h.update(meta.len().to_le_bytes());
+            let modified = meta
+                .modified()
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .unwrap_or_default();
+            h.update(modified.as_nanos().to_le_bytes());
+        }
+        // Nothing to tell builds apart: nothing cached is shared.
+        Err(_) => h.update(uuid::Uuid::new_v4().as_bytes()),
+    }
     h.finalize().into()
 }
 
@@ -82,6 +96,7 @@ pub struct ResultCache {
 
 #[derive(Debug)]
 struct Inner {
+    build: Digest32,
     memory: Mutex<Lru<Arc<CachedResult>>>,
     disk: Option<Mutex<Disk>>,
     metrics: ResultCacheMetrics,
@@ -111,11 +126,23 @@ impl ResultCache {
         }
         Some(Self {
             inner: Arc::new(Inner {
+                build: build_id(),
                 memory: Mutex::new(Lru::new(config.result_cache_mib.saturating_mul(1 << 20))),
                 disk,
                 metrics,
             }),
         })
+    }
+
+    /// The key of a statement's result: this build, the statement's text
+    /// and the digest of what it read.
+    pub fn key(&self, statement: &str, read: &Digest32) -> Digest32 {
+        let mut h = Sha256::new();
+        h.update(self.inner.build);
+        h.update(statement.as_bytes());
+        h.update([0]);
+        h.update(read);
+        h.finalize().into()
     }
 
     /// The result kept under `key`, from memory or else from disk.

@@ -5,7 +5,10 @@
 //! long as no file of those days was added or removed (Delta files are
 //! immutable: a commit, a compaction, an erasure or a retention delete of
 //! those days changes their file set), so the digest of those partitions
-//! and the statement text together identify its result.
+//! and the statement text together identify its result. This holds for
+//! tables written by delta-rs, which replaces whole files and writes no
+//! deletion vectors (a deletion vector would change a file's rows but not
+//! its path or size).
 
 use std::collections::BTreeMap;
 
@@ -42,7 +45,16 @@ impl PartitionPrints {
         }
         let mut table_digest = Sha256::new();
         table_digest.update(snapshot.metadata().id().as_bytes());
-        table_digest.update(format!("{:?}", snapshot.schema()).as_bytes());
+        // Names, types and nullability in order: what a statement can see
+        // of the schema (field metadata is a map with no stable order).
+        for field in snapshot.schema().fields() {
+            table_digest.update(field.name().as_bytes());
+            table_digest.update(format!(
+                "\0{:?}\0{}\0",
+                field.data_type(),
+                field.is_nullable()
+            ));
+        }
         let mut out = Self {
             table: table_digest.finalize().into(),
             unpartitioned: None,

@@ -34,11 +34,19 @@ fn config(mib: usize, disk_mib: usize) -> StoreConfig {
 }
 
 #[test]
-fn a_key_names_the_statement_and_what_it_read() {
+fn a_key_names_the_build_the_statement_and_what_it_read() {
+    let cache =
+        ResultCache::new(&config(1, 0), None, ResultCacheMetrics::unregistered()).expect("on");
     let read = [1; 32];
+    let key = |sql: &str, read: &Digest32| cache.key(sql, read);
     assert_eq!(key("SELECT 1", &read), key("SELECT 1", &read));
     assert_ne!(key("SELECT 1", &read), key("SELECT 2", &read));
     assert_ne!(key("SELECT 1", &read), key("SELECT 1", &[2; 32]));
+    // Another build (here: an id of its own) never shares a key.
+    let mut other =
+        ResultCache::new(&config(1, 0), None, ResultCacheMetrics::unregistered()).expect("on");
+    Arc::get_mut(&mut other.inner).expect("sole owner").build = [9; 32];
+    assert_ne!(other.key("SELECT 1", &read), key("SELECT 1", &read));
 }
 
 #[test]
@@ -88,4 +96,17 @@ fn the_disk_bound_holds_and_zero_turns_caching_off() {
     assert_eq!(on_disk, kept as u64, "evicted files are deleted");
     assert!(disk.touch(&[19; 32]).is_some(), "the newest stays");
     assert!(disk.touch(&[0; 32]).is_none(), "the oldest went");
+}
+
+#[test]
+fn a_result_another_process_wrote_since_is_adopted() {
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("results");
+    let metrics = ResultCacheMetrics::unregistered();
+    // Both open the directory before anything is in it.
+    let server =
+        ResultCache::new(&config(16, 16), Some(path.clone()), metrics.clone()).expect("on");
+    let cli = ResultCache::new(&config(16, 16), Some(path), metrics).expect("on");
+    cli.put([3; 32], result(3));
+    assert_eq!(server.get(&[3; 32]).map(|r| value(&r)), Some(3));
 }

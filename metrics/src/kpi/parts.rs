@@ -1,0 +1,190 @@
+//! The statements of a report as parts, each with the days of
+//! `auth_events` it reads, and their results through the result cache
+//! (`keyshift_store::result_cache`): a part whose days got no file since
+//! its result was kept is not run again.
+
+use std::sync::Arc;
+
+use chrono::NaiveDate;
+use datafusion::arrow::compute::concat_batches;
+use datafusion::error::DataFusionError;
+use datafusion::prelude::SessionContext;
+use keyshift_store::query::{collect, plan};
+use keyshift_store::result_cache::{CachedResult, Digest32, PartitionPrints};
+use keyshift_store::schema::EVENT_DATE;
+use keyshift_store::{AUTH_EVENTS, ResultCache, Tables};
+use tracing::warn;
+
+use super::engine::{Sets, days, statement_with};
+use super::request::KpiRequest;
+
+/// One statement and the days of `auth_events` it reads: what its cached
+/// result is keyed by.
+#[derive(Debug, Clone)]
+pub struct Part {
+    /// The whole statement.
+    pub sql: String,
+    /// The first day read; `None` for statements that read `h` (every
+    /// earlier day too).
+    pub from: Option<NaiveDate>,
+    /// The last day read.
+    pub to: NaiveDate,
+    /// Whether it reads the shared tables `a` or `u`, whose definitions
+    /// are then part of its key too.
+    pub shared: bool,
+}
+
+impl Part {
+    /// The statement of `body` (a KPI's or a shared table's own SQL) for
+    /// `req`, which decides the days it reads.
+    pub fn new(req: &KpiRequest, body: &str, mode: Sets) -> Self {
+        let (first, last) = days(req);
+        Self {
+            // Fail safe: a body naming `h` anywhere is taken to read all
+            // of history (a wider key is only less reuse, never staleness).
+            from: (!mentions(body, "h")).then_some(first),
+            to: last,
+            shared: mentions(body, "a") || mentions(body, "u"),
+            sql: statement_with(req, body, mode),
+        }
+    }
+}
+
+/// Whether `name` occurs in `sql` as an identifier of its own, in any case.
+pub fn mentions(sql: &str, name: &str) -> bool {
+    sql.split(|c: char| !(c.is_alphanumeric() || c == '_'))
+        .any(|word| word.eq_ignore_ascii_case(name))
+}
+
+/// [`super::engine::statement`] as a [`Part`].
+pub fn part(req: &KpiRequest, body: &str) -> Part {
+    Part::new(req, body, Sets::Both)
+}
+
+/// The result cache and the snapshot's partition digests, when caching is
+/// on, and the definition of the shared tables of this report.
+pub(super) struct Cache {
+    on: Option<(ResultCache, PartitionPrints)>,
+    shared: String,
+}
+
+impl Cache {
+    /// Without the digests (a snapshot whose files cannot be listed), the
+    /// report runs uncached: the cache never fails a report.
+    pub(super) fn new(
+        cache: Option<ResultCache>,
+        tables: &Tables,
+        stages: &[super::stages::Stage],
+    ) -> Self {
+        let on = cache.and_then(|c| {
+            match PartitionPrints::of(&tables.events, AUTH_EVENTS, EVENT_DATE) {
+                Ok(prints) => Some((c, prints)),
+                Err(e) => {
+                    warn!(error = %e, "KPI report runs without the result cache");
+                    None
+                }
+            }
+        });
+        // A statement over `a` or `u` gives what their statements give: the
+        // ceremony and user definitions, chunks and merge are in its key.
+        let mut shared = String::new();
+        for stage in stages {
+            for p in &stage.parts {
+                shared.push_str(&p.sql);
+            }
+            shared.push_str(stage.merge.as_deref().unwrap_or_default());
+        }
+        Self { on, shared }
+    }
+
+    fn key(&self, part: &Part) -> Option<(&ResultCache, Digest32)> {
+        let (cache, prints) = self.on.as_ref()?;
+        let read = prints.range(part.from, part.to);
+        Some(if part.shared {
+            (
+                cache,
+                cache.key(&format!("{}\0{}", part.sql, self.shared), &read),
+            )
+        } else {
+            (cache, cache.key(&part.sql, &read))
+        })
+    }
+
+    pub(super) fn get(&self, part: &Part) -> Option<Arc<CachedResult>> {
+        let (cache, key) = self.key(part)?;
+        cache.get(&key)
+    }
+
+    /// The part's result: cached, or run now and kept.
+    pub(super) async fn run(
+        &self,
+        ctx: &SessionContext,
+        part: &Part,
+    ) -> keyshift_store::Result<Arc<CachedResult>> {
+        match self.get(part) {
+            Some(hit) => Ok(hit),
+            None => self.compute(ctx, part).await,
+        }
+    }
+
+    /// Runs the part and keeps its result (as one batch that owns its
+    /// rows: results are small, and a slice would be counted, and kept
+    /// alive, with its whole parent buffer).
+    pub(super) async fn compute(
+        &self,
+        ctx: &SessionContext,
+        part: &Part,
+    ) -> keyshift_store::Result<Arc<CachedResult>> {
+        let df = plan(ctx, &part.sql).await?;
+        let schema = Arc::new(df.schema().as_arrow().clone());
+        let batches = collect(ctx, df).await?;
+        let one = concat_batches(&schema, &batches).map_err(DataFusionError::from)?;
+        let result = Arc::new(CachedResult {
+            schema,
+            batches: vec![one],
+        });
+        if let Some((cache, key)) = self.key(part) {
+            cache.put(key, result.clone());
+        }
+        Ok(result)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kpi::{CATALOG, funnel::FUNNELS};
+
+    #[test]
+    fn mentions_finds_whole_identifiers_in_any_case() {
+        assert!(mentions("LEFT JOIN h ON x = h.user_key", "h"));
+        assert!(mentions("from H", "h"));
+        assert!(mentions("FROM e,\n h", "h"));
+        assert!(!mentions("FROM held JOIN hh", "h"));
+    }
+
+    #[test]
+    fn every_statement_that_reads_history_is_keyed_by_all_of_it() {
+        let bodies = CATALOG.iter().map(|k| (k.name, k.sql)).chain(
+            FUNNELS
+                .iter()
+                .flat_map(|f| [(f.name, f.steps_sql), (f.name, f.exits_sql)]),
+        );
+        let mut history = Vec::new();
+        for (name, body) in bodies {
+            // `h.column` is how a statement reads the history table (not
+            // `auth.…`, a string).
+            let qualified = body.match_indices("h.").any(|(i, _)| {
+                body[..i]
+                    .chars()
+                    .next_back()
+                    .is_none_or(|c| !(c.is_alphanumeric() || c == '_'))
+            });
+            if qualified || body.contains(" h ") {
+                assert!(mentions(body, "h"), "{name}");
+                history.push(name);
+            }
+        }
+        assert_eq!(history, ["coverage", "at_risk_holders"]);
+    }
+}
