@@ -194,13 +194,56 @@ pub async fn isolation(args: &IsolationBench) -> anyhow::Result<IsolationReport>
     let query_timeout = config.store.query_timeout;
     let running = crate::start(config, CancellationToken::new()).await?;
     let url = format!("http://{}", running.addr);
+    // The clients run on a thread and runtime of their own, as they would
+    // in another process: building request bodies and reading answers must
+    // not take the server's workers. They still share the two cores.
+    let clients = {
+        let args = args.clone();
+        std::thread::Builder::new()
+            .name("bench-clients".to_owned())
+            .spawn(move || -> anyhow::Result<Clients> {
+                tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .thread_name("bench-client")
+                    .enable_all()
+                    .build()?
+                    .block_on(drive(&url, &args))
+            })?
+    };
+    let clients = tokio::task::spawn_blocking(move || clients.join())
+        .await?
+        .map_err(|_| anyhow::anyhow!("the bench clients panicked"));
+    running.stop().await?;
+    let _ = std::fs::remove_dir_all(dir);
+    let clients = clients??;
+    Ok(IsolationReport {
+        rounds: args.rounds,
+        unloaded: clients.unloaded,
+        loaded: clients.loaded,
+        aggregations: clients.aggregations,
+        cross_join_status: clients.cross_join_status,
+        cross_join_elapsed: clients.cross_join_elapsed,
+        query_timeout,
+    })
+}
+
+/// What the clients measured.
+struct Clients {
+    unloaded: Run,
+    loaded: Run,
+    aggregations: u64,
+    cross_join_status: u16,
+    cross_join_elapsed: Duration,
+}
+
+/// The load, the rounds and the lone cross join against the server at `url`.
+async fn drive(url: &str, args: &IsolationBench) -> anyhow::Result<Clients> {
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(64)
         .timeout(Duration::from_secs(120))
         .build()?;
-
     let prefix = format!("iso-{}", Utc::now().timestamp_micros());
-    let loaded_rows = load_count(&client, &url, &format!("{prefix}-pre"), args).await?;
+    let loaded_rows = load_count(&client, url, &format!("{prefix}-pre"), args).await?;
     eprintln!("loaded {loaded_rows} events");
     let mut unloaded = Run::default();
     let mut loaded = Run::default();
@@ -211,9 +254,9 @@ pub async fn isolation(args: &IsolationBench) -> anyhow::Result<IsolationReport>
             round + 1,
             args.seconds
         );
-        unloaded.add(load_for(&client, &url, &format!("{prefix}-a{round}"), args).await?);
-        let queries = heavy_queries(&client, &url, args.queries, &finished);
-        loaded.add(load_for(&client, &url, &format!("{prefix}-b{round}"), args).await?);
+        unloaded.add(load_for(&client, url, &format!("{prefix}-a{round}"), args).await?);
+        let queries = heavy_queries(&client, url, args.queries, &finished);
+        loaded.add(load_for(&client, url, &format!("{prefix}-b{round}"), args).await?);
         // Dropping the requests cancels their queries at once.
         for q in queries {
             q.abort();
@@ -228,17 +271,12 @@ pub async fn isolation(args: &IsolationBench) -> anyhow::Result<IsolationReport>
         .await
         .map(|r| r.status().as_u16())
         .unwrap_or(0);
-    let cross_join_elapsed = started.elapsed();
-    running.stop().await?;
-    let _ = std::fs::remove_dir_all(dir);
-    Ok(IsolationReport {
-        rounds: args.rounds,
+    Ok(Clients {
         unloaded,
         loaded,
         aggregations: finished.load(Ordering::Relaxed),
         cross_join_status,
-        cross_join_elapsed,
-        query_timeout,
+        cross_join_elapsed: started.elapsed(),
     })
 }
 
@@ -385,8 +423,7 @@ async fn load_for(
         Until::Time(until),
     );
     // The prober has its own thread and runtime: it measures the server's
-    // answer, not how long the probe waited behind the 16 posting clients
-    // on this process's runtime.
+    // answer, not how long the probe waited behind the posting clients.
     let health = {
         let url = url.to_owned();
         std::thread::spawn(move || -> anyhow::Result<Vec<Duration>> {
