@@ -26,10 +26,15 @@ fn secured(dir: &std::path::Path) -> Config {
 async fn loaded(dir: &std::path::Path) -> Server {
     let server = Server::start(secured(dir)).await;
     let lines: Vec<String> = EVENTS.lines().map(str::to_owned).collect();
-    let (status, body) = server.post_ndjson(&lines).await;
+    store(&server, &lines).await;
+    server
+}
+
+/// Posts `lines` and checks that every one was stored.
+async fn store(server: &Server, lines: &[String]) {
+    let (status, body) = server.post_ndjson(lines).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["accepted"], lines.len(), "{body}");
-    server
 }
 
 async fn get(server: &Server, path: &str, token: &str) -> (u16, Value) {
@@ -396,12 +401,7 @@ async fn a_repeated_report_comes_from_the_cache_and_a_late_event_is_counted() {
     // computed again, and it is counted.
     let mut late = crate::common::event("g-late-1", "p-late", "golden.example");
     late["occurred_at"] = "2026-11-02T15:00:00Z".into();
-    let (status, body) = server.post_ndjson(&[late.to_string()]).await;
-    assert_eq!(
-        (status, &body["accepted"]),
-        (200, &Value::from(1)),
-        "{body}"
-    );
+    store(&server, &[late.to_string()]).await;
     let (_, after) = get(&server, &url, ADMIN).await;
     assert_eq!(total(&first, "passkey_usage"), [33, 60], "{first}");
     assert_eq!(total(&after, "passkey_usage"), [34, 61], "{after}");
@@ -416,12 +416,7 @@ async fn a_repeated_report_comes_from_the_cache_and_a_late_event_is_counted() {
     enrolled["occurred_at"] = "2026-10-30T12:00:00Z".into();
     enrolled["data"] =
         serde_json::json!({"credential": {"backup_eligible": true, "backup_state": true}});
-    let (status, body) = server.post_ndjson(&[enrolled.to_string()]).await;
-    assert_eq!(
-        (status, &body["accepted"]),
-        (200, &Value::from(1)),
-        "{body}"
-    );
+    store(&server, &[enrolled.to_string()]).await;
     let (_, held) = get(&server, &url, ADMIN).await;
     let [num, den] = total(&after, "coverage");
     assert_eq!(total(&held, "coverage"), [num + 1, den], "{held}");

@@ -203,8 +203,8 @@ pub async fn run_all(
                 .iter()
                 .flat_map(|(_, parts)| parts.iter().map(|p| p.sql.as_str()))
                 .collect();
-            let cache =
-                super::parts::Cache::new(cache, &tables, &super::stages::stages(&req, &all));
+            let stages = super::stages::stages(&req, &all);
+            let cache = super::parts::Cache::new(cache, &tables, &stages);
             let found: Vec<Vec<Option<Arc<CachedResult>>>> = statements
                 .iter()
                 .map(|(_, parts)| parts.iter().map(|p| cache.get(p)).collect())
@@ -216,7 +216,13 @@ pub async fn run_all(
                 .filter(|(_, hit)| hit.is_none())
                 .map(|(p, _)| p.sql.as_str())
                 .collect();
-            for stage in super::stages::stages(&req, &to_run) {
+            // Only the shared tables that a statement still to run reads.
+            let needed = stages.into_iter().filter(|stage| {
+                to_run
+                    .iter()
+                    .any(|sql| super::stages::reads(sql, stage.name))
+            });
+            for stage in needed {
                 let name = stage.name;
                 let mut parts = Vec::new();
                 let mut schema = None;

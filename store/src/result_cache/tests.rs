@@ -33,6 +33,16 @@ fn config(mib: usize, disk_mib: usize) -> StoreConfig {
     }
 }
 
+/// A cache with both tiers (16 MiB each), its files under `path`.
+fn on_disk(path: &std::path::Path) -> ResultCache {
+    ResultCache::new(
+        &config(16, 16),
+        Some(path.to_owned()),
+        ResultCacheMetrics::unregistered(),
+    )
+    .expect("cache on")
+}
+
 #[test]
 fn a_key_names_the_build_the_statement_and_what_it_read() {
     let cache =
@@ -53,9 +63,7 @@ fn a_key_names_the_build_the_statement_and_what_it_read() {
 fn results_survive_a_restart_on_disk_and_a_broken_file_is_a_miss() {
     let dir = tempfile::tempdir().expect("dir");
     let path = dir.path().join("results");
-    let metrics = ResultCacheMetrics::unregistered();
-    let cache =
-        ResultCache::new(&config(16, 16), Some(path.clone()), metrics.clone()).expect("cache on");
+    let cache = on_disk(&path);
     let (a, b) = ([1; 32], [2; 32]);
     assert!(cache.get(&a).is_none());
     cache.put(a, result(7));
@@ -63,8 +71,7 @@ fn results_survive_a_restart_on_disk_and_a_broken_file_is_a_miss() {
     assert_eq!(cache.get(&a).map(|r| value(&r)), Some(7));
 
     // A new process: memory is empty, the files are there.
-    let again =
-        ResultCache::new(&config(16, 16), Some(path.clone()), metrics.clone()).expect("cache on");
+    let again = on_disk(&path);
     assert_eq!(again.get(&a).map(|r| value(&r)), Some(7));
     // A file cut short (a crash, a full disk) is dropped, not an error.
     let file = disk::Disk::open(path.clone(), 1 << 20)
@@ -102,11 +109,8 @@ fn the_disk_bound_holds_and_zero_turns_caching_off() {
 fn a_result_another_process_wrote_since_is_adopted() {
     let dir = tempfile::tempdir().expect("dir");
     let path = dir.path().join("results");
-    let metrics = ResultCacheMetrics::unregistered();
     // Both open the directory before anything is in it.
-    let server =
-        ResultCache::new(&config(16, 16), Some(path.clone()), metrics.clone()).expect("on");
-    let cli = ResultCache::new(&config(16, 16), Some(path), metrics).expect("on");
+    let (server, cli) = (on_disk(&path), on_disk(&path));
     cli.put([3; 32], result(3));
     assert_eq!(server.get(&[3; 32]).map(|r| value(&r)), Some(3));
 }
