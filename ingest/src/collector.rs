@@ -233,21 +233,21 @@ async fn handle(
     let bytes = read_body(body, cfg.max_body_bytes).await?;
     let max_events = cfg.max_events_per_request;
     let keep = cfg.max_rejected_payload_bytes;
-    let worker_failed = |e: tokio::task::JoinError| {
+    let worker_failed = |e: crate::cpu::Lost| {
         let error_id = new_error_id();
         error!(error_id, error = %e, "request worker failed");
         ApiError::Failed {
             message: "the request failed inside keyshift; nothing was stored".to_owned(),
             error_id,
-            bug: e.is_panic(),
+            bug: e.panicked,
         }
     };
     // Parsing and validating up to 5 MiB is CPU work: keep it off the
-    // async workers.
+    // async workers, on the ingest threads (see `cpu`).
     match state.sink {
         Sink::Store(pipeline) => {
             let p = pipeline.clone();
-            let (prepared, refused) = tokio::task::spawn_blocking(move || {
+            let (prepared, refused) = crate::cpu::run(move || {
                 let now = Utc::now();
                 match parse_body(&bytes, kind, max_events) {
                     Ok(inputs) => Ok((p.prepare(&principal, inputs, &Source::Http, now), None)),
@@ -278,7 +278,7 @@ async fn handle(
         Sink::Kafka(forwarder) => {
             let f = forwarder.clone();
             let p = principal.clone();
-            let (messages, summary, refused) = tokio::task::spawn_blocking(move || {
+            let (messages, summary, refused) = crate::cpu::run(move || {
                 match parse_body(&bytes, kind, max_events) {
                     Ok(inputs) => {
                         let (messages, summary) = f.prepare(&p, inputs, Utc::now());

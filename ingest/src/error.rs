@@ -116,6 +116,16 @@ impl IngestError {
             panicked: e.is_panic(),
         }
     }
+
+    /// A job of the ingest threads that gave no result (see [`crate::cpu`]).
+    pub(crate) fn lost(topic: &str, what: &'static str, e: crate::cpu::Lost) -> Self {
+        IngestError::Task {
+            topic: topic.to_owned(),
+            what,
+            message: e.message,
+            panicked: e.panicked,
+        }
+    }
 }
 
 /// A result whose error is, by default, an [`IngestError`].

@@ -9,6 +9,7 @@
 mod check;
 pub mod collector;
 pub mod config;
+pub mod cpu;
 pub mod dedup;
 mod error;
 pub mod kafka;

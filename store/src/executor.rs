@@ -325,9 +325,10 @@ impl Admission {
     }
 }
 
-/// Gives the calling thread a lower scheduling priority. Linux applies
-/// `setpriority(PRIO_PROCESS, tid)` to that one thread.
-pub(crate) fn lower_priority(nice: i32) {
+/// Gives the calling thread a lower scheduling priority (`nice`, absolute;
+/// 0 leaves it as it is). Linux applies `setpriority(PRIO_PROCESS, tid)` to
+/// that one thread; a failure is logged, and the thread runs on as it was.
+pub fn lower_priority(nice: i32) {
     if nice == 0 {
         return;
     }

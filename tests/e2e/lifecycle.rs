@@ -197,25 +197,13 @@ async fn the_server_maintains_its_tables_in_the_background() {
             .await;
         assert_eq!(status, 200);
     }
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let text = server.scrape().await;
-        let files = sample(&text, r#"keyshift_store_table_files{table="auth_events"}"#);
+    until_scraped(&server, "no compaction within 60 s", |text| {
+        let files = sample(text, r#"keyshift_store_table_files{table="auth_events"}"#);
         // The gauge is set per table, the pass counted once all are done.
-        let passes = sample(&text, r#"keyshift_maintenance_passes_total{outcome="ok"}"#);
-        if files == Some(1.0) && passes >= Some(1.0) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no compaction within 60 s: {}",
-            text.lines()
-                .filter(|l| l.contains("maintenance") || l.contains("table_files"))
-                .collect::<Vec<_>>()
-                .join("\n")
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+        let passes = sample(text, r#"keyshift_maintenance_passes_total{outcome="ok"}"#);
+        files == Some(1.0) && passes >= Some(1.0)
+    })
+    .await;
     assert_eq!(server.scalar("SELECT count(*) FROM auth_events").await, 6);
     let (status, _) = server
         .post_ndjson(&[common::event("bg-after", "u", "example.com").to_string()])
@@ -223,6 +211,69 @@ async fn the_server_maintains_its_tables_in_the_background() {
     assert_eq!(status, 200, "the writer commits over the compacted table");
     assert_eq!(server.scalar("SELECT count(*) FROM auth_events").await, 7);
     server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_compacts_as_soon_as_the_writer_added_enough_files() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = common::config(dir.path());
+    // The clock alone would not compact within the test.
+    config.maintenance.interval = Duration::from_secs(3600);
+    config.maintenance.compact_min_files = 2;
+    config.maintenance.compact_after_files = 4;
+    let server = Server::start(config).await;
+    // One commit each, one file each: the fourth triggers the compaction.
+    for i in 0..4 {
+        let (status, _) = server
+            .post_ndjson(&[common::event(&format!("fc-{i}"), "u", "example.com").to_string()])
+            .await;
+        assert_eq!(status, 200);
+    }
+    until_scraped(&server, "no compaction after 4 files within 60 s", |text| {
+        let started = |trigger: &str| {
+            sample(
+                text,
+                &format!(r#"keyshift_maintenance_passes_started_total{{trigger="{trigger}"}}"#),
+            )
+        };
+        assert_eq!(
+            started("interval"),
+            Some(0.0),
+            "the interval has not passed"
+        );
+        let files = sample(text, r#"keyshift_store_table_files{table="auth_events"}"#);
+        let passes = sample(text, r#"keyshift_maintenance_passes_total{outcome="ok"}"#);
+        files == Some(1.0) && started("files") == Some(1.0) && passes == Some(1.0)
+    })
+    .await;
+    assert_eq!(server.scalar("SELECT count(*) FROM auth_events").await, 4);
+    let (status, _) = server
+        .post_ndjson(&[common::event("fc-after", "u", "example.com").to_string()])
+        .await;
+    assert_eq!(status, 200, "the writer commits over the compacted table");
+    assert_eq!(server.scalar("SELECT count(*) FROM auth_events").await, 5);
+    server.stop().await;
+}
+
+/// Scrapes `/metrics` until `done` holds for the text, failing with `what`
+/// and the maintenance series after 60 s.
+async fn until_scraped(server: &Server, what: &str, done: impl Fn(&str) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let text = server.scrape().await;
+        if done(&text) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: {}",
+            text.lines()
+                .filter(|l| l.contains("maintenance") || l.contains("table_files"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

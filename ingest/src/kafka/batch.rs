@@ -122,7 +122,7 @@ impl Batch {
                 }
             }
             let (pipeline, topic) = (pipeline.clone(), Arc::<str>::from(self.topic.as_str()));
-            tasks.push(tokio::task::spawn_blocking(move || {
+            tasks.push(crate::cpu::run(move || {
                 let items = chunk.into_iter().map(|b| Item {
                     input: Input(b.payload),
                     source: Source::Kafka {
@@ -139,7 +139,7 @@ impl Batch {
         for t in tasks {
             parts.push(
                 t.await
-                    .map_err(|e| IngestError::task(&self.topic, "batch worker", &e))?,
+                    .map_err(|e| IngestError::lost(&self.topic, "batch worker", e))?,
             );
         }
         let mut prepared = Prepared::merge(parts);

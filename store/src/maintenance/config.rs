@@ -98,6 +98,12 @@ pub struct MaintenanceConfig {
     /// A partition is compacted once it has this many files smaller than
     /// the target.
     pub compact_min_files: usize,
+    /// Between two passes, the background task compacts as soon as the
+    /// writer has added this many data files since the last pass (every
+    /// commit adds one per day partition it touches, and a commit costs more
+    /// the more files the table holds). Such a pass only merges files under
+    /// an eighth of the target. `0`: compaction waits for the interval.
+    pub compact_after_files: usize,
     /// How long a file that is no longer part of the table stays on disk
     /// (readers of an older version may still read it). Erased rows are
     /// physically gone at most this long (plus `vacuum_full_every`) after
@@ -119,6 +125,7 @@ impl Default for MaintenanceConfig {
             interval: Duration::from_secs(3600),
             target_file_mib: 128,
             compact_min_files: 8,
+            compact_after_files: 200,
             vacuum_grace: Duration::from_secs(7 * 86_400),
             vacuum_full_every: Duration::from_secs(86_400),
             retention: RetentionConfig::default(),
@@ -148,6 +155,13 @@ impl MaintenanceConfig {
         }
         if self.compact_min_files < 2 {
             errors.push("maintenance.compact_min_files must be at least 2".to_owned());
+        }
+        if self.compact_after_files != 0 && self.compact_after_files < self.compact_min_files {
+            errors.push(format!(
+                "maintenance.compact_after_files must be 0 (off) or at least \
+                 maintenance.compact_min_files ({})",
+                self.compact_min_files
+            ));
         }
         if self.vacuum_grace < Duration::from_secs(3600) {
             errors.push(
@@ -203,12 +217,24 @@ mod tests {
     fn validation_reports_every_problem() {
         let mut c = MaintenanceConfig {
             compact_min_files: 1,
+            compact_after_files: 0,
             vacuum_grace: Duration::from_secs(60),
             ..MaintenanceConfig::default()
         };
         c.retention.rollout_decisions = Keep::days(10);
         c.retention.rejected_events = Keep(Some(Duration::from_secs(60)));
         assert_eq!(c.validate().len(), 4, "{:?}", c.validate());
+        let early = MaintenanceConfig {
+            compact_after_files: 5,
+            ..MaintenanceConfig::default()
+        };
+        assert_eq!(
+            early.validate(),
+            [
+                "maintenance.compact_after_files must be 0 (off) or at least \
+              maintenance.compact_min_files (8)"
+            ]
+        );
     }
 
     #[test]

@@ -73,6 +73,8 @@ pub struct PassOptions {
     pub vacuum_grace: Option<Duration>,
     /// How long to wait for another maintainer's pass to end.
     pub lock_wait: Duration,
+    /// Override of `target_file_mib` for this pass's compaction.
+    pub compact_target_mib: Option<u64>,
 }
 
 impl PassOptions {
@@ -84,6 +86,18 @@ impl PassOptions {
             full_vacuum: None,
             vacuum_grace: None,
             lock_wait: Duration::ZERO,
+            compact_target_mib: None,
+        }
+    }
+
+    /// The pass the background task starts when the writer has added
+    /// `compact_after_files` files: compaction alone, of the files under
+    /// [`plan::quick_target_mib`], not waiting for the lock.
+    pub fn quick_compaction(config: &MaintenanceConfig) -> Self {
+        Self {
+            only: Some(Step::Compact),
+            compact_target_mib: Some(plan::quick_target_mib(config.target_file_mib)),
+            ..Self::scheduled()
         }
     }
 

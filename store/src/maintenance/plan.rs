@@ -32,6 +32,21 @@ pub fn to_compact(files: &[FileInfo], target_bytes: u64, min_files: usize) -> Ve
         .collect()
 }
 
+/// Whether a table root whose tables hold `files` data files now, and held
+/// `files_after_last` after the last pass, is due a compaction before the
+/// next interval: `after` files were added since (`0`: never).
+pub fn compaction_due(files: usize, files_after_last: usize, after: usize) -> bool {
+    after > 0 && files >= files_after_last.saturating_add(after)
+}
+
+/// The file size a pass started by the file count compacts to, in MiB: an
+/// eighth of the target. It merges the writer's small files quickly without
+/// rewriting the day's bigger files again and again as they grow (the
+/// interval's passes merge those into files of the full target).
+pub fn quick_target_mib(target_mib: u64) -> u64 {
+    (target_mib / 8).max(1)
+}
+
 /// The first day whose partition is kept: every row of a day before it is
 /// older than `keep` at `now` (a day's partition is deleted only once its
 /// last instant is past the retention).
@@ -100,6 +115,19 @@ mod tests {
         );
         // One file alone is never "compacted" (it would be rewritten as is).
         assert!(to_compact(&files[3..4], 100, 0).is_empty());
+    }
+
+    #[test]
+    fn files_added_since_the_last_pass_make_a_compaction_due() {
+        assert!(!compaction_due(299, 100, 200));
+        assert!(compaction_due(300, 100, 200));
+        assert!(!compaction_due(usize::MAX, 0, 0), "0 turns it off");
+        assert!(
+            !compaction_due(usize::MAX - 1, usize::MAX, 1),
+            "no overflow"
+        );
+        assert_eq!(quick_target_mib(128), 16);
+        assert_eq!(quick_target_mib(4), 1);
     }
 
     #[test]

@@ -61,8 +61,9 @@ impl TableJob<'_> {
         }
         if self.opts.runs(Step::Compact) {
             let target = self
-                .config
-                .target_file_mib
+                .opts
+                .compact_target_mib
+                .unwrap_or(self.config.target_file_mib)
                 .saturating_mul(1024 * 1024)
                 .max(1);
             let files = self.files(&table)?;

@@ -8,10 +8,30 @@ use tracing::error;
 use super::Registrar;
 use crate::StoreError;
 
+/// What started a background maintenance pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Trigger {
+    /// `maintenance.interval` passed: a full pass.
+    Interval,
+    /// The writer added `maintenance.compact_after_files` files: a quick
+    /// compaction.
+    Files,
+}
+
+impl Trigger {
+    fn label(self) -> &'static str {
+        match self {
+            Trigger::Interval => "interval",
+            Trigger::Files => "files",
+        }
+    }
+}
+
 /// Table upkeep's metrics (see [`crate::maintenance`]).
 #[derive(Debug, Clone)]
 pub struct MaintenanceMetrics {
     passes: IntCounterVec,
+    started: IntCounterVec,
     seconds: Histogram,
     last_success: Gauge,
     table_files: IntGaugeVec,
@@ -31,6 +51,15 @@ impl MaintenanceMetrics {
         for outcome in ["ok", "interrupted", "locked", "error"] {
             passes.with_label_values(&[outcome]);
         }
+        let started = r.counter_vec(
+            "keyshift_maintenance_passes_started_total",
+            "Passes the background task started, by trigger (interval: the clock; files: the \
+             writer added maintenance.compact_after_files files since the last pass).",
+            &["trigger"],
+        )?;
+        for trigger in [Trigger::Interval, Trigger::Files] {
+            started.with_label_values(&[trigger.label()]);
+        }
         let files_removed = r.counter_vec(
             "keyshift_maintenance_files_removed_total",
             "Data files taken out of a table by a maintenance step (retention, compact), or \
@@ -39,6 +68,7 @@ impl MaintenanceMetrics {
         )?;
         Ok(Self {
             passes,
+            started,
             seconds: r.histogram(
                 "keyshift_maintenance_pass_seconds",
                 "Duration of maintenance passes.",
@@ -74,6 +104,11 @@ impl MaintenanceMetrics {
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default();
         self.last_success.set(now.as_secs_f64());
+    }
+
+    /// Counts a pass the background task starts.
+    pub(crate) fn pass_started(&self, trigger: Trigger) {
+        self.started.with_label_values(&[trigger.label()]).inc();
     }
 
     /// Counts a pass that did not run because another maintainer holds the lock.

@@ -15,6 +15,7 @@ use crate::{AUTH_EVENTS, ErrorKind, REJECTED_EVENTS, StoreError};
 mod maintenance;
 
 pub use maintenance::MaintenanceMetrics;
+pub(crate) use maintenance::Trigger;
 
 /// A commit that failed, as the writer reports it (see
 /// [`StoreMetrics::commit_failed`]).
