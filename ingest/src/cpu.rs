@@ -94,7 +94,7 @@ fn start() -> Result<mpsc::Sender<Job>, String> {
         std::thread::Builder::new()
             .name(format!("keyshift-ingest-{i}"))
             .spawn(move || {
-                keyshift_store::executor::lower_priority(NICE);
+                keyshift_store::priority::lower_priority(NICE);
                 loop {
                     // The lock is held only while taking the next job.
                     let job = rx

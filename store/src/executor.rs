@@ -127,7 +127,7 @@ impl QueryExecutor {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(settings.threads.max(1))
             .thread_name("keyshift-query")
-            .on_thread_start(move || lower_priority(nice))
+            .on_thread_start(move || crate::priority::lower_priority(nice))
             .enable_all()
             .build()
             .map_err(|source| StoreError::Io {
@@ -322,19 +322,6 @@ impl Admission {
                 }
             },
         }
-    }
-}
-
-/// Gives the calling thread a lower scheduling priority (`nice`, absolute;
-/// 0 leaves it as it is). Linux applies `setpriority(PRIO_PROCESS, tid)` to
-/// that one thread; a failure is logged, and the thread runs on as it was.
-pub fn lower_priority(nice: i32) {
-    if nice == 0 {
-        return;
-    }
-    #[cfg(target_os = "linux")]
-    if let Err(e) = rustix::process::setpriority_process(Some(rustix::thread::gettid()), nice) {
-        tracing::warn!(error = %e, nice, "cannot lower the priority of a background thread");
     }
 }
 

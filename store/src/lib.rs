@@ -23,6 +23,7 @@ mod guard;
 pub mod maintenance;
 pub mod metrics;
 mod migrate;
+pub mod priority;
 pub mod query;
 pub mod records;
 pub mod result_cache;

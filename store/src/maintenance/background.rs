@@ -48,7 +48,7 @@ pub fn spawn(
             let runtime = match tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(1)
                 .thread_name("keyshift-maintain")
-                .on_thread_start(|| crate::executor::lower_priority(NICE))
+                .on_thread_start(|| crate::priority::lower_priority(NICE))
                 .enable_all()
                 .build()
             {
