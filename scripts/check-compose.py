@@ -25,7 +25,8 @@
      keyshift service is scraped;
    - Grafana: the provisioning is mounted; data source URLs name a service
      and its port; dashboard provider paths are mounted dashboards;
-   - every variable of the env file is used, every secret it feeds is set.
+   - every variable of the env file is used, every secret it feeds is set;
+   - the S3Proxy image is the version the object-storage tests run.
 Exits 1 with the list of problems. Without --keyshift, the checks that need
 the binary are skipped (and said so).
 

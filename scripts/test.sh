@@ -1,16 +1,19 @@
 #!/usr/bin/env bash
 # The full test suite, as CI runs it: formatting, lints, the dashboard and
 # alert-rule checks, every test — the Kafka tests against a real Apache Kafka
-# broker this script starts, the Prometheus tests against a real Prometheus —
-# and the docker-compose check.
+# broker this script starts, the object-storage tests against a real S3 API
+# server (S3Proxy) it starts, the Prometheus tests against a real Prometheus —
+# and the docker-compose check. Everything is built with `--features s3`.
 # Usage: scripts/test.sh
 #
-# The check tools (scripts/tools.sh) and the Kafka jars are fetched in the
-# background while clippy compiles: on a fresh machine that is mostly waiting
-# on the network. Their output is in target/ci/setup.log (shown if they fail).
-# The broker (scripts/kafka.sh) listens on 127.0.0.1:$KEYSHIFT_TEST_KAFKA_PORT
-# (default 19092) and is stopped on exit. If it cannot start, CI fails; outside
-# CI the Kafka tests are skipped and say so loudly.
+# The check tools (scripts/tools.sh), the Kafka and the S3Proxy jars are
+# fetched in the background while clippy compiles: on a fresh machine that is
+# mostly waiting on the network. Their output is in target/ci/setup.log (shown
+# if they fail). The broker (scripts/kafka.sh) listens on
+# 127.0.0.1:$KEYSHIFT_TEST_KAFKA_PORT (default 19092), S3Proxy (scripts/s3.sh)
+# on 127.0.0.1:$KEYSHIFT_TEST_S3_PORT (default 19000); both are stopped on
+# exit. If either cannot start, CI fails; outside CI the tests that need it
+# are skipped and say so loudly.
 # Each phase's wall time is printed at the end (also when a phase fails).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -33,10 +36,13 @@ end_phase() {
   PHASE_NAME=""
 }
 KAFKA_STARTED=""
+S3_STARTED=""
+FEATURES=(--features s3)
 on_exit() {
   local rc=$?
   [[ -n $PHASE_NAME ]] && PHASES+=("$(printf '%6ss  %s  (unfinished)' $((SECONDS - PHASE_START)) "$PHASE_NAME")")
   if [[ -n $KAFKA_STARTED ]]; then scripts/kafka.sh stop || true; fi
+  if [[ -n $S3_STARTED ]]; then scripts/s3.sh stop || true; fi
   echo "==> phases (wall time)"
   printf '  %s\n' "${PHASES[@]}"
   echo "  total $((SECONDS - SCRIPT_START))s, exit status $rc"
@@ -46,12 +52,12 @@ trap on_exit EXIT
 # --- setup in the background ----------------------------------------------------
 mkdir -p target/ci
 SETUP_LOG=target/ci/setup.log
-(scripts/tools.sh && scripts/kafka.sh fetch) >"$SETUP_LOG" 2>&1 &
+(scripts/tools.sh && scripts/kafka.sh fetch && scripts/s3.sh fetch) >"$SETUP_LOG" 2>&1 &
 SETUP_PID=$!
 wait_setup() {
   if ! wait "$SETUP_PID"; then
     cat "$SETUP_LOG" >&2
-    echo "installing the check tools or fetching Kafka failed (log above: $SETUP_LOG)" >&2
+    echo "installing the check tools or fetching Kafka or S3Proxy failed (log above: $SETUP_LOG)" >&2
     exit 1
   fi
   cat "$SETUP_LOG"
@@ -60,10 +66,10 @@ wait_setup() {
 phase "cargo fmt --check"
 cargo fmt --all --check
 
-phase "cargo clippy --all-targets -- -D warnings"
-cargo clippy --workspace --all-targets -- -D warnings
+phase "cargo clippy --all-targets --features s3 -- -D warnings"
+cargo clippy --workspace --all-targets "${FEATURES[@]}" -- -D warnings
 
-phase "waiting for the check tools and the Kafka jars (scripts/tools.sh, kafka.sh fetch)"
+phase "waiting for the check tools, the Kafka and the S3Proxy jars (scripts/tools.sh, kafka.sh/s3.sh fetch)"
 wait_setup
 
 phase "the checkers can fail (go test)"
@@ -75,8 +81,8 @@ phase "dashboards and alert rules"
 scripts/check-dashboards.sh --no-install
 scripts/check-dashboards.sh --no-install --self-test
 
-phase "cargo test --workspace --no-run (build)"
-cargo test --workspace --no-run
+phase "cargo test --workspace --features s3 --no-run (build)"
+cargo test --workspace "${FEATURES[@]}" --no-run
 
 phase "starting Apache Kafka for the Kafka tests"
 export KEYSHIFT_KAFKA_PORT=${KEYSHIFT_TEST_KAFKA_PORT:-19092}
@@ -90,8 +96,20 @@ else
   echo "!!! WARNING: no Kafka broker; the Kafka tests will be SKIPPED !!!" >&2
 fi
 
-phase "cargo test --workspace"
-cargo test --workspace
+phase "starting S3Proxy for the object-storage tests"
+export KEYSHIFT_S3_PORT=${KEYSHIFT_TEST_S3_PORT:-19000}
+if scripts/s3.sh start; then
+  S3_STARTED=1
+  export KEYSHIFT_TEST_S3=http://127.0.0.1:$KEYSHIFT_S3_PORT
+elif [[ -n ${CI:-} ]]; then
+  echo "S3Proxy did not start; in CI the object-storage tests must run" >&2
+  exit 1
+else
+  echo "!!! WARNING: no S3 server; the object-storage tests will be SKIPPED !!!" >&2
+fi
+
+phase "cargo test --workspace --features s3"
+cargo test --workspace "${FEATURES[@]}"
 
 phase "docker-compose.yml against the code"
 python3 scripts/check-compose.py --keyshift target/debug/keyshift

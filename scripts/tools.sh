@@ -6,7 +6,8 @@
 #   - promtool + prometheus      Debian package `prometheus` (its service is
 #                                kept from starting: policy-rc.d during the
 #                                install, then disabled; verified with pgrep)
-#   - .tools/venv                Python venv with check-jsonschema (pinned)
+#   - .tools/venv                Python venv with check-jsonschema, and delta-rs's
+#                                `deltalake` + pyarrow for the interoperability test (pinned)
 #   - .tools/bin/dashcheck       Grafana dashboards vs the Grafana Foundation SDK (tools/dashcheck)
 #   - .tools/bin/composecheck    docker-compose.yml as Docker Compose v2 loads it (tools/composecheck)
 #   - .tools/bin/yaml2json       YAML → JSON for scripts/check-compose.py (tools/composecheck/cmd/yaml2json)
@@ -19,6 +20,8 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 
 CHECK_JSONSCHEMA_VERSION=0.39.0
+DELTALAKE_VERSION=1.6.6
+PYARROW_VERSION=26.0.1
 TOOLS=$ROOT/.tools
 mkdir -p "$TOOLS/bin"
 
@@ -95,15 +98,17 @@ ensure_no_prometheus_service() {
   say "no Debian prometheus service running (pgrep)"
 }
 
-# --- check-jsonschema (venv) ------------------------------------------------
+# --- check-jsonschema, deltalake (venv) --------------------------------------
 install_venv() {
   local venv=$TOOLS/venv
+  local want="check-jsonschema $CHECK_JSONSCHEMA_VERSION, deltalake $DELTALAKE_VERSION, pyarrow $PYARROW_VERSION"
   if [[ -x $venv/bin/check-jsonschema ]] &&
-    [[ $("$venv/bin/check-jsonschema" --version 2>/dev/null) == *" $CHECK_JSONSCHEMA_VERSION"* ]]; then
-    say "check-jsonschema $CHECK_JSONSCHEMA_VERSION: present ($venv)"
+    [[ $("$venv/bin/check-jsonschema" --version 2>/dev/null) == *" $CHECK_JSONSCHEMA_VERSION"* ]] &&
+    [[ $("$venv/bin/python" -c 'import deltalake, pyarrow; print(deltalake.__version__, pyarrow.__version__)' 2>/dev/null) == "$DELTALAKE_VERSION $PYARROW_VERSION" ]]; then
+    say "$want: present ($venv)"
     return
   fi
-  say "check-jsonschema $CHECK_JSONSCHEMA_VERSION: installing into $venv"
+  say "$want: installing into $venv"
   if ! python3 -m venv "$venv" 2>/dev/null; then
     say "python3 -m venv failed; installing Debian package python3-venv"
     rm -rf "$venv"
@@ -111,8 +116,10 @@ install_venv() {
     python3 -m venv "$venv"
   fi
   "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
-    "check-jsonschema==$CHECK_JSONSCHEMA_VERSION"
+    "check-jsonschema==$CHECK_JSONSCHEMA_VERSION" \
+    "deltalake==$DELTALAKE_VERSION" "pyarrow==$PYARROW_VERSION"
   "$venv/bin/check-jsonschema" --version
+  "$venv/bin/python" -c 'import deltalake; print("deltalake", deltalake.__version__)'
 }
 
 # --- Go programs ------------------------------------------------------------

@@ -84,6 +84,8 @@ pub async fn run_maintain(
     keyshift_store::Tables::open(&root, &config.store.storage_options)
         .await
         .with_context(|| format!("opening the store at {root}"))?;
+    // Compaction commits beside the writers: the same atomicity they need.
+    keyshift_store::commit_safety::check(&root, &config.store.storage_options).await?;
     let maintainer = Maintainer::new(
         &root,
         &config.store.storage_options,

@@ -106,6 +106,15 @@ def check(compose: Path, env_file: Path, keyshift: Keyshift | None) -> Report:
             if d.get("condition") == "service_healthy" and not (services.get(dep, {}).get("healthcheck") or {}).get("test"):
                 report.problem(name, f"waits for {dep} to be healthy, but {dep} has no health check")
 
+    # -- S3Proxy: the version the object-storage tests run ---------------------
+    pom = root / "scripts/s3/pom.xml"
+    tested = re.search(r"<s3proxy.version>([^<]+)</s3proxy.version>", pom.read_text()) if pom.is_file() else None
+    for name, svc in services.items():
+        image = svc.get("image") or ""
+        if "s3proxy" in image and tested and not image.endswith(f":s3proxy-{tested.group(1)}"):
+            report.problem(name, f"runs {image}, not S3Proxy {tested.group(1)}, the version the "
+                                 "object-storage tests run (scripts/s3/pom.xml)")
+
     check_prometheus(services, ports_of, keyshift_services, report)
     check_grafana(services, report)
     return report

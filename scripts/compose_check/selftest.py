@@ -39,6 +39,7 @@ MUTATIONS = [
     ("non-dashboard mounted", "docker-compose.yml", "./dashboards/rollouts.json:/var/lib/grafana/dashboards/rollouts.json:ro",
      "./dashboards:/var/lib/grafana/dashboards:ro", "is no dashboard"),
     ("unknown cargo feature", "Dockerfile", "--features s3", "--features s4", "--features s4"),
+    ("untested S3Proxy", "docker-compose.yml", "s3proxy:s3proxy-4.1.0", "s3proxy:s3proxy-4.0.0", "the version the object-storage tests run"),
 ]
 
 

@@ -119,7 +119,16 @@ impl Running {
 
 /// Runs until `shutdown` is cancelled or a component fails.
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let running = start(config, shutdown).await?;
+    let running = match start(config, shutdown.clone()).await {
+        Ok(running) => running,
+        // SIGTERM while starting: nothing was accepted yet; stopping is
+        // what was asked for, not a failure.
+        Err(e) if shutdown.is_cancelled() => {
+            warn!(error = %format!("{e:#}"), "stopped during start-up");
+            return Ok(());
+        }
+        Err(e) => return Err(e),
+    };
     running.wait().await
 }
 

@@ -123,6 +123,16 @@ pub enum StoreError {
         /// What is wrong with it.
         reason: String,
     },
+    /// The object store at the root could let two writers overwrite each
+    /// other's commits (it ignores conditional writes), or could not be
+    /// probed for it (see `commit_safety`).
+    #[error("refusing to write to {uri}: {reason}")]
+    UnsafeObjectStore {
+        /// The table root.
+        uri: String,
+        /// What the probe found.
+        reason: String,
+    },
     /// A table's schema cannot be brought to the one this build writes: a
     /// column's type differs, or the table has columns this build does not
     /// know (a newer keyshift wrote it).
@@ -216,6 +226,7 @@ impl StoreError {
             StoreError::Fenced { .. }
             | StoreError::WriterClosed
             | StoreError::Location { .. }
+            | StoreError::UnsafeObjectStore { .. }
             | StoreError::SchemaMismatch { .. }
             | StoreError::NotReadOnly(_)
             | StoreError::QueryMemory { .. }

@@ -14,6 +14,7 @@
 //! ([`executor::QueryExecutor`]), never on the threads that serve ingest.
 
 mod checkpoint;
+pub mod commit_safety;
 pub mod config;
 pub mod decisions;
 mod error;

@@ -110,30 +110,53 @@ pub(crate) async fn open_or_create_one(
     let stats = stats.map(|c| c.join(","));
     let columns = StructType::try_from_arrow(schema.as_ref())
         .map_err(|e| StoreError::delta(name)(DeltaTableError::from(e)))?;
-    let mut table = unloaded(root, name, options)?;
+    let table = unloaded(root, name, options)?;
     // Checking first keeps a fresh data dir from logging a failed load.
     if table
         .verify_deltatable_existence()
         .await
         .map_err(StoreError::delta(name))?
     {
-        table.load().await.map_err(StoreError::delta(name))?;
-        let table = crate::migrate::migrate(table, name, &columns).await?;
-        return match stats {
-            Some(columns) => set_stats_columns(table, name, columns).await,
-            None => Ok(table),
-        };
+        return load_existing(table, name, &columns, stats.as_deref()).await;
     }
-    table
+    let created = table
         .create()
         .with_table_name(name)
         .with_columns(columns.fields().cloned())
         .with_partition_columns(partition)
         .with_configuration_property(TableProperty::CheckpointInterval, Some("100"))
-        .with_configuration_property(TableProperty::DataSkippingStatsColumns, stats)
+        .with_configuration_property(TableProperty::DataSkippingStatsColumns, stats.clone())
         .with_save_mode(SaveMode::Ignore)
-        .await
-        .map_err(StoreError::delta(name))
+        .await;
+    match created {
+        Ok(table) => Ok(table),
+        Err(e) => {
+            // Two members started on an empty root at once: the other one
+            // committed version 0 first. Its table is the one to use.
+            let table = unloaded(root, name, options)?;
+            if table.verify_deltatable_existence().await.unwrap_or(false) {
+                tracing::info!(table = name, "another writer created the table first");
+                return load_existing(table, name, &columns, stats.as_deref()).await;
+            }
+            Err(StoreError::delta(name)(e))
+        }
+    }
+}
+
+/// Loads a table that exists and brings it to this build's schema and
+/// statistics columns.
+async fn load_existing(
+    mut table: DeltaTable,
+    name: &'static str,
+    columns: &StructType,
+    stats: Option<&str>,
+) -> Result<DeltaTable> {
+    table.load().await.map_err(StoreError::delta(name))?;
+    let table = crate::migrate::migrate(table, name, columns).await?;
+    match stats {
+        Some(columns) => set_stats_columns(table, name, columns.to_owned()).await,
+        None => Ok(table),
+    }
 }
 
 /// Makes `columns` the table's statistics columns when they are not yet
@@ -209,8 +232,12 @@ pub(crate) async fn open_existing(
 
 impl Tables {
     /// Opens both tables under `root`, creating any that do not exist yet.
+    ///
+    /// On object storage it first checks that the store makes commits
+    /// atomic ([`crate::commit_safety::check`]): every caller writes.
     pub async fn open_or_create(root: &str, options: &HashMap<String, String>) -> Result<Self> {
         register_storage_handlers();
+        crate::commit_safety::check(root, options).await?;
         let events = open_or_create_one(
             root,
             AUTH_EVENTS,

@@ -78,6 +78,7 @@ pub async fn erase(
         Some(dir) => Some(MaintenanceLock::acquire(dir, lock_wait).await?),
         None => None,
     };
+    crate::commit_safety::check(root, options).await?;
     let events = crate::tables::open_existing(root, AUTH_EVENTS, options).await?;
     let by_user = col("rp_id")
         .eq(lit(target.rp_id.as_str()))

@@ -4,6 +4,7 @@
 //! starts a broker and sets it). Without it the tests are skipped, loudly,
 //! except under CI, where they fail.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -22,6 +23,7 @@ mod collector_mode;
 mod controller;
 mod errors;
 mod exact;
+mod object_store;
 mod retention;
 
 /// The Kafka tests share one broker and one of them restarts it: run them
@@ -126,10 +128,6 @@ struct Ingest {
 }
 
 impl Ingest {
-    fn start(brokers: &str, topic: &str, group: &str, data_dir: &Path) -> Ingest {
-        Self::start_with(brokers, topic, group, data_dir, "127.0.0.1:0", &[])
-    }
-
     fn start_with(
         brokers: &str,
         topic: &str,
@@ -182,7 +180,13 @@ impl Ingest {
 
 async fn counts(data_dir: &Path) -> (i64, i64, i64) {
     let root = data_dir.join("tables");
-    let Ok(tables) = Tables::open(root.to_str().expect("utf8"), &Default::default()).await else {
+    counts_at(root.to_str().expect("utf8"), &HashMap::new()).await
+}
+
+/// Rows in `auth_events`, distinct event ids in it, rows in
+/// `rejected_events`, of the tables at `root`; zeros while there are none.
+async fn counts_at(root: &str, options: &HashMap<String, String>) -> (i64, i64, i64) {
+    let Ok(tables) = Tables::open(root, options).await else {
         return (0, 0, 0);
     };
     let engine = QueryEngine::fixed(
@@ -217,9 +221,28 @@ async fn wait_for(
     rejected: i64,
     within: Duration,
 ) -> (i64, i64, i64) {
+    let root = data_dir.join("tables");
+    wait_for_at(
+        root.to_str().expect("utf8"),
+        &HashMap::new(),
+        events,
+        rejected,
+        within,
+    )
+    .await
+}
+
+/// [`wait_for`] on the tables at `root`.
+async fn wait_for_at(
+    root: &str,
+    options: &HashMap<String, String>,
+    events: i64,
+    rejected: i64,
+    within: Duration,
+) -> (i64, i64, i64) {
     let start = Instant::now();
     loop {
-        let c = counts(data_dir).await;
+        let c = counts_at(root, options).await;
         if (c.0 >= events && c.2 >= rejected) || start.elapsed() > within {
             return c;
         }
@@ -232,13 +255,15 @@ pub(crate) fn unique(prefix: &str) -> String {
 }
 
 /// One test's world: the shared broker (held for the test), a fresh topic
-/// with 4 partitions, a consumer group, a data dir and a producer.
+/// with 4 partitions, a consumer group, a data dir and a producer; the
+/// tables under the data dir, or on the S3 server.
 struct Scenario {
     brokers: String,
     topic: String,
     group: String,
     dir: tempfile::TempDir,
     producer: FutureProducer,
+    s3: Option<crate::s3::S3Root>,
     _broker: tokio::sync::MutexGuard<'static, ()>,
 }
 
@@ -259,8 +284,39 @@ impl Scenario {
             dir: tempfile::tempdir().expect("tempdir"),
             brokers,
             topic,
+            s3: None,
             _broker: broker,
         })
+    }
+
+    /// [`Scenario::new`] with the tables on the S3 server; `None` when
+    /// either the Kafka or the object-storage tests are skipped.
+    async fn on_s3(prefix: &str) -> Option<Scenario> {
+        let s3 = crate::s3::s3_root(prefix)?;
+        let mut sc = Self::new(prefix).await?;
+        sc.s3 = Some(s3);
+        Some(sc)
+    }
+
+    /// The table root and its storage options.
+    fn store(&self) -> (String, HashMap<String, String>) {
+        match &self.s3 {
+            Some(s3) => (s3.uri.clone(), s3.options()),
+            None => (
+                self.dir.path().join("tables").display().to_string(),
+                HashMap::new(),
+            ),
+        }
+    }
+
+    /// The environment a `keyshift` child needs to reach the tables.
+    fn store_env(&self) -> Vec<(&'static str, String)> {
+        self.s3.as_ref().map(|s3| s3.env()).unwrap_or_default()
+    }
+
+    async fn counts(&self) -> (i64, i64, i64) {
+        let (root, options) = self.store();
+        counts_at(&root, &options).await
     }
 
     /// [`produce_mix`] of `n` events whose ids start with the topic and `run`.
@@ -275,12 +331,22 @@ impl Scenario {
     }
 
     fn ingest(&self) -> Ingest {
-        Ingest::start(&self.brokers, &self.topic, &self.group, self.dir.path())
+        let env = self.store_env();
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        Ingest::start_with(
+            &self.brokers,
+            &self.topic,
+            &self.group,
+            self.dir.path(),
+            "127.0.0.1:0",
+            &env,
+        )
     }
 
     /// Waits (up to 10 minutes) for the tables to hold that many rows.
     async fn wait_for(&self, events: i64, rejected: i64) -> (i64, i64, i64) {
-        wait_for(self.dir.path(), events, rejected, Duration::from_secs(600)).await
+        let (root, options) = self.store();
+        wait_for_at(&root, &options, events, rejected, Duration::from_secs(600)).await
     }
 }
 
