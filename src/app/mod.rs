@@ -20,7 +20,7 @@ use keyshift_http::{ApiError, Authenticator};
 use keyshift_ingest::IngestWatermark;
 use keyshift_ingest::Pipeline;
 use keyshift_ingest::collector::{self, CollectorState};
-use keyshift_ingest::metrics::{IngestMetrics, KafkaMetrics};
+use keyshift_ingest::metrics::KafkaMetrics;
 use keyshift_metrics::SqlState;
 use keyshift_metrics::kpi_gauges::KpiGauges;
 use keyshift_metrics::metrics::ApiMetrics;
@@ -29,11 +29,7 @@ use keyshift_rollout::kafka::DecisionPublisher;
 use keyshift_rollout::lock::ControllerLock;
 use keyshift_rollout::metrics::RolloutMetrics;
 use keyshift_store::maintenance::{self, Maintainer};
-use keyshift_store::metrics::{MaintenanceMetrics, QueryMetrics, ResultCacheMetrics, StoreMetrics};
-use keyshift_store::query::QueryLimits;
-use keyshift_store::{
-    ExecutorSettings, QueryEngine, QueryExecutor, ResultCache, Tables, Writer, WriterHandle,
-};
+use keyshift_store::metrics::MaintenanceMetrics;
 use prometheus::Registry;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -43,8 +39,10 @@ use crate::config::Config;
 
 mod erasure;
 mod kafka_collector;
+mod store;
 mod supervise;
 pub use kafka_collector::{run_collector, start_collector};
+use store::Store;
 use supervise::{Stage, Tasks, supervise};
 
 /// The controller's clock.
@@ -258,89 +256,6 @@ pub async fn start_with(
         controller: rollouts.controller,
         task,
     })
-}
-
-/// The tables, their writer, the query engine over them and the ingest
-/// pipeline in front of them.
-struct Store {
-    root: String,
-    writer: WriterHandle,
-    /// Stops the writer: only after requests have drained, so nothing
-    /// accepted is left uncommitted.
-    writer_stop: CancellationToken,
-    engine: QueryEngine,
-    pipeline: Arc<Pipeline>,
-    watermark: IngestWatermark,
-}
-
-impl Store {
-    async fn open(
-        config: &Config,
-        registry: &Registry,
-        options: &StartOptions,
-        shutdown: &CancellationToken,
-        tasks: &mut Tasks,
-    ) -> anyhow::Result<Self> {
-        let ingest_metrics = IngestMetrics::new(registry)?;
-        ingest_metrics.set_rp_labels(
-            config.auth.rp_tokens.iter().map(|t| t.rp_id.clone()),
-            config.ingest.max_rp_labels,
-        );
-        let root = config.store_root();
-        let tables = Tables::open_or_create(&root, &config.store.storage_options)
-            .await
-            .with_context(|| format!("opening tables under {root}"))?;
-        let writer_stop = CancellationToken::new();
-        let (writer, writer_task) = Writer::spawn_with(
-            tables,
-            config.store.clone(),
-            StoreMetrics::new(registry)?,
-            writer_stop.clone(),
-            options.writer_faults.clone().unwrap_or_default(),
-        )?;
-        tasks.adopt("store writer", Stage::Writer, writer_task);
-        // Queries run on their own runtime; shutdown cancels those in flight.
-        let executor = QueryExecutor::new(
-            ExecutorSettings::from(&config.store),
-            QueryMetrics::new(registry)?,
-            shutdown.child_token(),
-        )?;
-        let engine = QueryEngine::live(
-            writer.published(),
-            QueryLimits::from(&config.store),
-            executor,
-        )?
-        .with_result_cache(ResultCache::new(
-            &config.store,
-            Some(config.result_cache_dir()),
-            ResultCacheMetrics::new(registry)?,
-        ));
-        let pipeline = Arc::new(
-            Pipeline::start(
-                config.ingest.clone(),
-                &config.server.data_dir,
-                writer.clone(),
-                &engine,
-                ingest_metrics,
-            )
-            .await?,
-        );
-        // The HTTP collector commits before it answers: its data is
-        // complete up to now. A Kafka consumer moves its own watermark.
-        let watermark = match (&config.kafka.brokers, options.watermark.clone()) {
-            (None, None) => IngestWatermark::live(),
-            (None, Some(w)) => w,
-            (Some(_), _) => IngestWatermark::tracked(),
-        };
-        Ok(Self {
-            root,
-            writer,
-            writer_stop,
-            engine,
-            pipeline,
-            watermark,
-        })
-    }
 }
 
 /// The rollout controller and its routes, when rollouts are configured.
