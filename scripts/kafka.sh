@@ -29,35 +29,16 @@ BOOTSTRAP=127.0.0.1:$PORT
 
 say() { echo "kafka.sh: $*" >&2; }
 
-install_tools() {
-  if command -v java >/dev/null && command -v mvn >/dev/null; then return; fi
-  if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
-    say "installing Java and Maven from Debian packages"
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq default-jre-headless maven >/dev/null
-  fi
-  command -v java >/dev/null || { say "java not found (need 17+)"; exit 1; }
-  command -v mvn >/dev/null || { say "mvn not found"; exit 1; }
-}
+# shellcheck source=lib/java-service.sh
+. "$ROOT/scripts/lib/java-service.sh"
 
-fetch() {
-  if [[ -f $LIBS/.complete ]]; then return; fi
-  install_tools
-  say "fetching Apache Kafka jars from Maven Central into $LIBS"
-  rm -rf "$LIBS"
-  mvn -q -B -f "$ROOT/scripts/kafka/pom.xml" dependency:copy-dependencies \
-    -DoutputDirectory="$LIBS" -DincludeScope=runtime
-  touch "$LIBS/.complete"
-}
+fetch() { fetch_jars "$ROOT/scripts/kafka/pom.xml" "$LIBS" "Apache Kafka"; }
 
 java_cp() { java -Xms64m -Xmx256m -cp "$LIBS/*" "$@"; }
 
-running() {
-  [[ -f $PIDFILE ]] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null
-}
+running() { pid_running "$PIDFILE"; }
 
-answers() {
-  (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null
-}
+answers() { port_answers "$PORT"; }
 
 configure() {
   mkdir -p "$NODE/data"
@@ -113,18 +94,7 @@ start() {
   exit 1
 }
 
-stop() {
-  if ! running; then rm -f "$PIDFILE"; return; fi
-  local pid; pid=$(cat "$PIDFILE")
-  kill -TERM "$pid" 2>/dev/null || true
-  for _ in $(seq 1 60); do
-    kill -0 "$pid" 2>/dev/null || { rm -f "$PIDFILE"; say "stopped"; return; }
-    sleep 0.5
-  done
-  say "broker ignored SIGTERM for 30 s; killing"
-  kill -KILL "$pid" 2>/dev/null || true
-  rm -f "$PIDFILE"
-}
+stop() { stop_pid "$PIDFILE" 30 "broker"; }
 
 case "${1:-}" in
   start) start ;;

@@ -32,33 +32,14 @@ SECRET_KEY=keyshift-test-secret
 
 say() { echo "s3.sh: $*" >&2; }
 
-install_tools() {
-  if command -v java >/dev/null && command -v mvn >/dev/null; then return; fi
-  if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
-    say "installing Java and Maven from Debian packages"
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq default-jre-headless maven >/dev/null
-  fi
-  command -v java >/dev/null || { say "java not found (need 17+)"; exit 1; }
-  command -v mvn >/dev/null || { say "mvn not found"; exit 1; }
-}
+# shellcheck source=lib/java-service.sh
+. "$ROOT/scripts/lib/java-service.sh"
 
-fetch() {
-  if [[ -f $LIBS/.complete ]]; then return; fi
-  install_tools
-  say "fetching S3Proxy jars from Maven Central into $LIBS"
-  rm -rf "$LIBS"
-  mvn -q -B -f "$ROOT/scripts/s3/pom.xml" dependency:copy-dependencies \
-    -DoutputDirectory="$LIBS" -DincludeScope=runtime
-  touch "$LIBS/.complete"
-}
+fetch() { fetch_jars "$ROOT/scripts/s3/pom.xml" "$LIBS" "S3Proxy"; }
 
-running() {
-  [[ -f $PIDFILE ]] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null
-}
+running() { pid_running "$PIDFILE"; }
 
-answers() {
-  (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null
-}
+answers() { port_answers "$PORT"; }
 
 configure() {
   # A bucket of the filesystem backend is a directory under its base dir.
@@ -96,18 +77,7 @@ start() {
   exit 1
 }
 
-stop() {
-  if ! running; then rm -f "$PIDFILE"; return; fi
-  local pid; pid=$(cat "$PIDFILE")
-  kill -TERM "$pid" 2>/dev/null || true
-  for _ in $(seq 1 30); do
-    kill -0 "$pid" 2>/dev/null || { rm -f "$PIDFILE"; say "stopped"; return; }
-    sleep 0.5
-  done
-  say "S3Proxy ignored SIGTERM for 15 s; killing"
-  kill -KILL "$pid" 2>/dev/null || true
-  rm -f "$PIDFILE"
-}
+stop() { stop_pid "$PIDFILE" 15 "S3Proxy"; }
 
 print_env() {
   # The names object_store (under delta-rs) reads from the environment.

@@ -35,14 +35,12 @@ end_phase() {
   fi
   PHASE_NAME=""
 }
-KAFKA_STARTED=""
-S3_STARTED=""
+STARTED=()  # the scripts of the servers started for the tests
 FEATURES=(--features s3)
 on_exit() {
   local rc=$?
   [[ -n $PHASE_NAME ]] && PHASES+=("$(printf '%6ss  %s  (unfinished)' $((SECONDS - PHASE_START)) "$PHASE_NAME")")
-  if [[ -n $KAFKA_STARTED ]]; then scripts/kafka.sh stop || true; fi
-  if [[ -n $S3_STARTED ]]; then scripts/s3.sh stop || true; fi
+  for script in "${STARTED[@]}"; do "$script" stop || true; done
   echo "==> phases (wall time)"
   printf '  %s\n' "${PHASES[@]}"
   echo "  total $((SECONDS - SCRIPT_START))s, exit status $rc"
@@ -61,6 +59,22 @@ wait_setup() {
     exit 1
   fi
   cat "$SETUP_LOG"
+}
+
+# start_server WHAT SCRIPT VAR VALUE: `SCRIPT start`, then export VAR=VALUE
+# (what the tests look for). In CI a server that does not start fails the
+# run; outside CI the tests that need it are skipped, loudly.
+start_server() {
+  local what=$1 script=$2 var=$3 value=$4
+  if "$script" start; then
+    STARTED+=("$script")
+    export "$var=$value"
+  elif [[ -n ${CI:-} ]]; then
+    echo "$what did not start; in CI the tests that need it must run" >&2
+    exit 1
+  else
+    echo "!!! WARNING: no $what; the tests that need it will be SKIPPED !!!" >&2
+  fi
 }
 
 phase "cargo fmt --check"
@@ -86,27 +100,11 @@ cargo test --workspace "${FEATURES[@]}" --no-run
 
 phase "starting Apache Kafka for the Kafka tests"
 export KEYSHIFT_KAFKA_PORT=${KEYSHIFT_TEST_KAFKA_PORT:-19092}
-if scripts/kafka.sh start; then
-  KAFKA_STARTED=1
-  export KEYSHIFT_TEST_KAFKA=127.0.0.1:$KEYSHIFT_KAFKA_PORT
-elif [[ -n ${CI:-} ]]; then
-  echo "the Kafka broker did not start; in CI the Kafka tests must run" >&2
-  exit 1
-else
-  echo "!!! WARNING: no Kafka broker; the Kafka tests will be SKIPPED !!!" >&2
-fi
+start_server "the Kafka broker" scripts/kafka.sh KEYSHIFT_TEST_KAFKA "127.0.0.1:$KEYSHIFT_KAFKA_PORT"
 
 phase "starting S3Proxy for the object-storage tests"
 export KEYSHIFT_S3_PORT=${KEYSHIFT_TEST_S3_PORT:-19000}
-if scripts/s3.sh start; then
-  S3_STARTED=1
-  export KEYSHIFT_TEST_S3=http://127.0.0.1:$KEYSHIFT_S3_PORT
-elif [[ -n ${CI:-} ]]; then
-  echo "S3Proxy did not start; in CI the object-storage tests must run" >&2
-  exit 1
-else
-  echo "!!! WARNING: no S3 server; the object-storage tests will be SKIPPED !!!" >&2
-fi
+start_server "S3Proxy" scripts/s3.sh KEYSHIFT_TEST_S3 "http://127.0.0.1:$KEYSHIFT_S3_PORT"
 
 phase "cargo test --workspace --features s3"
 cargo test --workspace "${FEATURES[@]}"
