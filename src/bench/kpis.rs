@@ -1,9 +1,10 @@
 //! `keyshift bench kpis`: how fast the KPI API answers over a large table.
 //!
 //! Builds `--events` events of one relying party over `--days` days with
-//! the seeded [`Population`] into `--data-dir` (through the same
-//! validation, pseudonymization and dedup as live traffic, `--chunk` events
-//! per commit, day by day), unless the data dir already holds a table.
+//! the seeded [`Population`] into the store (`--data-dir`, or `store.uri`
+//! when set) through the same validation, pseudonymization and dedup as
+//! live traffic, `--chunk` events per commit, day by day, unless the store
+//! already holds the tables.
 //! Then starts the embedded server on it and times `GET /v1/kpis` and
 //! `GET /v1/funnel` for the whole range by day with a `platform`
 //! breakdown: the first request after start (cold) and `--rounds` repeats
@@ -34,7 +35,7 @@ use crate::config::Config;
 /// table.
 #[derive(Debug, Clone, clap::Args)]
 pub struct KpiBench {
-    /// Data dir to build (or reuse, if it holds a table already).
+    /// Data dir; the tables go under it unless `store.uri` is set.
     #[arg(long)]
     pub data_dir: PathBuf,
     /// Events to generate.
@@ -219,7 +220,9 @@ pub async fn kpis(config: Config, args: &KpiBench) -> anyhow::Result<KpiBenchRep
     let mut config = config;
     config.server.data_dir.clone_from(&args.data_dir);
     config.server.listen = "127.0.0.1:0".parse()?;
-    let exists = args.data_dir.join("tables/auth_events/_delta_log").exists();
+    // The tables may be on object storage (`store.uri`): ask the store.
+    let (root, options) = (config.store_root(), config.store.storage_options.clone());
+    let exists = Tables::open(&root, &options).await.is_ok();
     let built = if exists {
         None
     } else {
@@ -278,13 +281,10 @@ pub async fn kpis(config: Config, args: &KpiBench) -> anyhow::Result<KpiBenchRep
     post_one(&client, &urls.events, to - chrono::Duration::hours(1)).await?;
     kpis.after_commit = time_get(&client, &urls.kpis).await?;
     funnel.after_commit = time_get(&client, &urls.funnel).await?;
-    let version = Tables::open(
-        &format!("{}/tables", args.data_dir.display()),
-        &Default::default(),
-    )
-    .await
-    .ok()
-    .and_then(|t| t.events.version());
+    let version = Tables::open(&root, &options)
+        .await
+        .ok()
+        .and_then(|t| t.events.version());
     running.stop().await?;
     Ok(KpiBenchReport {
         built,
