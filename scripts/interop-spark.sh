@@ -29,6 +29,8 @@ WHERE=${1:-all}
 
 say() { echo "interop-spark.sh: $*" >&2; }
 
+# shellcheck source=lib/packages.sh
+. "$ROOT/scripts/lib/packages.sh"
 # shellcheck source=lib/java-service.sh
 . "$ROOT/scripts/lib/java-service.sh"
 
@@ -37,7 +39,7 @@ install_pyspark() {
     return
   fi
   say "installing pyspark $PYSPARK_VERSION into $VENV"
-  python3 -m venv "$VENV"
+  make_venv "$VENV"
   "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "pyspark==$PYSPARK_VERSION"
 }
 

@@ -27,19 +27,8 @@ mkdir -p "$TOOLS/bin"
 
 say() { echo "tools: $*"; }
 
-as_root() {
-  if [[ $(id -u) -eq 0 ]]; then "$@"; else sudo "$@"; fi
-}
-
-# apt-get install; `apt-get update` only when the install fails (stale lists).
-apt_install() {
-  local apt=(env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "$@")
-  if ! as_root "${apt[@]}"; then
-    say "apt-get install $* failed; running apt-get update and retrying"
-    as_root apt-get update
-    as_root "${apt[@]}"
-  fi
-}
+# shellcheck source=lib/packages.sh
+. "$ROOT/scripts/lib/packages.sh"
 
 # --- promtool / prometheus (Debian) -----------------------------------------
 POLICY=/usr/sbin/policy-rc.d
@@ -109,12 +98,7 @@ install_venv() {
     return
   fi
   say "$want: installing into $venv"
-  if ! python3 -m venv "$venv" 2>/dev/null; then
-    say "python3 -m venv failed; installing Debian package python3-venv"
-    rm -rf "$venv"
-    apt_install python3-venv
-    python3 -m venv "$venv"
-  fi
+  make_venv "$venv"
   "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
     "check-jsonschema==$CHECK_JSONSCHEMA_VERSION" \
     "deltalake==$DELTALAKE_VERSION" "pyarrow==$PYARROW_VERSION"

@@ -2,12 +2,15 @@
 # come from Maven Central, run with `java -cp`, tracked by a pid file.
 # Source it after defining `say`.
 
+# shellcheck source=packages.sh
+. "$(dirname "${BASH_SOURCE[0]}")/packages.sh"
+
 # Java and Maven, from Debian's packages when missing and run as root.
 install_java_maven() {
   if command -v java >/dev/null && command -v mvn >/dev/null; then return; fi
   if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
     say "installing Java and Maven from Debian packages"
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq default-jre-headless maven >/dev/null
+    apt_install default-jre-headless maven >/dev/null
   fi
   command -v java >/dev/null || { say "java not found (need 17+)"; exit 1; }
   command -v mvn >/dev/null || { say "mvn not found"; exit 1; }
