@@ -6,7 +6,8 @@
     target/duckdb/bin/python scripts/bench-kpis-duckdb.py target/kpi-bench target/kpi-sql
 
 `keyshift bench kpis --emit-sql DIR` writes the statements of one report:
-`_a.sql` and `_u.sql` (the shared tables, created first as temporary tables)
+`_a.sql`, `_u.sql` and `_p.sql` (the shared tables, created first as
+temporary tables)
 and one file per KPI. DuckDB reads the table's data files directly (the
 bench table is append-only, so every file under `event_date=*/` is live);
 its SQL differs from DataFusion's in one function, translated below.
@@ -29,12 +30,10 @@ def translate(sql: str) -> str:
 
 def run(con, sql_dir: pathlib.Path) -> dict:
     times = {}
-    for stage in ("_a", "_u"):
-        f = sql_dir / f"{stage}.sql"
-        if f.exists():
-            t0 = time.perf_counter()
-            con.execute(f"CREATE OR REPLACE TEMP TABLE {stage[1:]} AS {translate(f.read_text())}")
-            times[stage] = time.perf_counter() - t0
+    for f in sorted(sql_dir.glob("_*.sql")):
+        t0 = time.perf_counter()
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {f.stem[1:]} AS {translate(f.read_text())}")
+        times[f.stem] = time.perf_counter() - t0
     for f in sorted(sql_dir.glob("[!_]*.sql")):
         t0 = time.perf_counter()
         con.execute(translate(f.read_text())).fetchall()

@@ -137,8 +137,9 @@ async fn every_kpi_matches_its_hand_computed_value() {
         }
     }
 
-    // Over a longer range the report is made a week (from Monday) at a
-    // time: the days of the dataset keep their values.
+    // Over a longer range the report is made a chunk (a week from Monday,
+    // half a week for the ceremonies) at a time: the days of the dataset
+    // keep their values.
     let wide = q.replace("from=2026-11-02T00:00:00Z", "from=2026-10-20T00:00:00Z");
     let (status, report) = get(&server, &format!("/v1/kpis?{wide}"), ADMIN).await;
     assert_eq!(status, 200, "{report}");

@@ -32,11 +32,19 @@
 //!   `enrollment.*` events, `active` for a successful sign-in; `n` users
 //!   share each combination.
 //! - `h` — the RP's credential history up to `to`, of every age (enrolments,
-//!   revocations, completed recoveries and recovery-code sign-ins), for the
-//!   KPIs about holders.
+//!   revocations, completed recoveries and recovery-code sign-ins).
+//! - `p` — the **users seen** in each interval and breakdown value (any
+//!   event with a user; and the totals), counted by what they hold at the
+//!   interval's end, from `h`: `active` (a successful sign-in in the
+//!   interval), `holds` (at least one active passkey: enrolments minus
+//!   revocations, all history; v1 events carry no credential id, so a
+//!   revocation retires one passkey of that user), `at_risk` (exactly one
+//!   active passkey, every passkey created device-bound, no recovery method
+//!   seen); `n` users share each combination.
 //!
-//! `a` and `u` are computed once per report (one pass over the range each)
-//! and then read by every KPI that needs them.
+//! `a`, `u` and `p` are computed once per report (one pass over the range
+//! each, `p` also over the history) and then read by every KPI that needs
+//! them.
 //!
 //! `{SETS(x)}` stands for the grouping that yields the series and the
 //! totals in one pass: `GROUPING SETS ((b, g, x), (g, x), (x))` — a row
@@ -110,18 +118,8 @@ pub static CATALOG: &[Kpi] = &[
         denominator: "active users: users with at least one successful sign-in in the interval",
         key: None,
         reference: Some("adoption often stalls at 5–15 %"),
-        sql: "WITH act AS (SELECT b, g, user_key FROM e
-                         WHERE event_type = 'auth.succeeded' AND user_key IS NOT NULL
-                         GROUP BY {SETS(user_key)}),
-              held AS (SELECT act.b, act.g, act.user_key,
-                              coalesce(sum(CASE h.event_type WHEN 'enrollment.succeeded' THEN 1
-                                                             WHEN 'credential.revoked' THEN -1
-                                                             ELSE 0 END), 0) AS n
-                       FROM act LEFT JOIN h ON act.user_key = h.user_key
-                                                AND h.occurred_at < {END(act.b)}
-                       GROUP BY act.b, act.g, act.user_key)
-              SELECT b, g, NULL AS k, count(*) FILTER (WHERE n > 0) AS num, count(*) AS den
-              FROM held GROUP BY b, g",
+        sql: "SELECT b, g, NULL AS k, sum(n) FILTER (WHERE holds) AS num, sum(n) AS den
+              FROM p WHERE active GROUP BY b, g",
     },
     Kpi {
         name: "passkey_usage",
@@ -336,23 +334,9 @@ pub static CATALOG: &[Kpi] = &[
                       event in the interval",
         key: None,
         reference: None,
-        sql: "WITH seen AS (SELECT b, g, user_key FROM e WHERE user_key IS NOT NULL
-                         GROUP BY {SETS(user_key)}),
-              s AS (SELECT seen.b, seen.g, seen.user_key,
-                           coalesce(sum(CASE h.event_type WHEN 'enrollment.succeeded' THEN 1
-                                                          WHEN 'credential.revoked' THEN -1
-                                                          ELSE 0 END), 0) AS held,
-                           coalesce(bool_or(h.event_type = 'enrollment.succeeded'
-                                            AND h.credential_backup_eligible), false) AS synced,
-                           coalesce(bool_or(h.event_type IN ('recovery.completed',
-                                                             'auth.succeeded')), false) AS recovery
-                    FROM seen LEFT JOIN h ON seen.user_key = h.user_key
-                                             AND h.occurred_at < {END(seen.b)}
-                    GROUP BY seen.b, seen.g, seen.user_key)
-              SELECT b, g, NULL AS k,
-                     count(*) FILTER (WHERE held = 1 AND NOT synced AND NOT recovery) AS num,
-                     count(*) FILTER (WHERE held > 0) AS den
-              FROM s GROUP BY b, g",
+        sql: "SELECT b, g, NULL AS k, sum(n) FILTER (WHERE at_risk) AS num,
+                     sum(n) FILTER (WHERE holds) AS den
+              FROM p GROUP BY b, g",
     },
     Kpi {
         name: "support_per_1k_signins",

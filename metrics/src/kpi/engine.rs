@@ -178,7 +178,7 @@ pub fn statement_with(req: &KpiRequest, sql: &str, mode: Sets) -> String {
 
 /// Runs `statements` in one admission slot of the ad-hoc lane, one after
 /// the other, and returns each one's batches. A part whose result is
-/// cached for the files it reads is not run; the shared tables `a` and `u`
+/// cached for the files it reads is not run; the shared tables (`a`, `u`, `p`)
 /// are computed first, once, if a part that must run reads them.
 pub async fn run_all(
     engine: &QueryEngine,
@@ -227,7 +227,10 @@ pub async fn run_all(
                 let mut parts = Vec::new();
                 let mut schema = None;
                 for part in &stage.parts {
-                    let result = cache.run(&ctx, part).await.map_err(|e| tag(name, e))?;
+                    let result = cache
+                        .run(&ctx, name, part)
+                        .await
+                        .map_err(|e| tag(name, e))?;
                     schema.get_or_insert_with(|| result.schema.as_ref().clone());
                     parts.extend(result.batches.iter().cloned());
                 }
@@ -248,7 +251,10 @@ pub async fn run_all(
                 for (part, hit) in parts.iter().zip(hits) {
                     let result = match hit {
                         Some(r) => r,
-                        None => cache.compute(&ctx, part).await.map_err(|e| tag(name, e))?,
+                        None => cache
+                            .compute(&ctx, name, part)
+                            .await
+                            .map_err(|e| tag(name, e))?,
                     };
                     batches.extend(result.batches.iter().cloned());
                 }
@@ -382,27 +388,13 @@ pub fn step_rows(batches: &[RecordBatch], columns: &[&str]) -> Result<Vec<StepRo
 /// The statements of `kpis`, named.
 ///
 /// A KPI that groups the events of `e` by user (`{SETS(user_key)}`) is
-/// split like the shared tables (see [`super::stages`]): its series one
-/// chunk of the range at a time, its totals in one more pass grouped
-/// without intervals; their rows are put together. The others group few
-/// values (or read `a` and `u`) and run once.
+/// split like the shared tables ([`super::stages::per_user`]). The others
+/// group few values (or read the shared tables) and run once.
 pub fn kpi_statements(req: &KpiRequest, kpis: &[&'static Kpi]) -> Vec<(String, Vec<Part>)> {
     kpis.iter()
         .map(|k| {
             let parts = if k.sql.contains("{SETS(user_key") {
-                let mut parts: Vec<Part> = super::stages::chunks(req)
-                    .into_iter()
-                    .map(|(from, to)| {
-                        let chunk = KpiRequest {
-                            from,
-                            to,
-                            ..req.clone()
-                        };
-                        Part::new(&chunk, k.sql, Sets::Series)
-                    })
-                    .collect();
-                parts.push(Part::new(req, k.sql, Sets::Totals));
-                parts
+                super::stages::per_user(req, k.sql)
             } else {
                 vec![part(req, k.sql)]
             };

@@ -4,6 +4,7 @@
 //! its result was kept is not run again.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use chrono::NaiveDate;
 use datafusion::arrow::compute::concat_batches;
@@ -13,10 +14,11 @@ use keyshift_store::query::{collect, plan};
 use keyshift_store::result_cache::{CachedResult, Digest32, PartitionPrints};
 use keyshift_store::schema::EVENT_DATE;
 use keyshift_store::{AUTH_EVENTS, ResultCache, Tables};
-use tracing::warn;
+use tracing::{debug, warn};
 
 use super::engine::{Sets, days, statement_with};
 use super::request::KpiRequest;
+use super::stages::SHARED;
 
 /// One statement and the days of `auth_events` it reads: what its cached
 /// result is keyed by.
@@ -29,7 +31,7 @@ pub struct Part {
     pub from: Option<NaiveDate>,
     /// The last day read.
     pub to: NaiveDate,
-    /// Whether it reads the shared tables `a` or `u`, whose definitions
+    /// Whether it reads a shared table (`a`, `u`, `p`), whose definitions
     /// are then part of its key too.
     pub shared: bool,
 }
@@ -39,12 +41,17 @@ impl Part {
     /// `req`, which decides the days it reads.
     pub fn new(req: &KpiRequest, body: &str, mode: Sets) -> Self {
         let (first, last) = days(req);
+        // Fail safe: a body naming `h`, or a shared table made from it,
+        // anywhere is taken to read all of history (a wider key is only
+        // less reuse, never staleness).
+        let history = mentions(body, "h")
+            || SHARED
+                .iter()
+                .any(|&(name, history)| history && mentions(body, name));
         Self {
-            // Fail safe: a body naming `h` anywhere is taken to read all
-            // of history (a wider key is only less reuse, never staleness).
-            from: (!mentions(body, "h")).then_some(first),
+            from: (!history).then_some(first),
             to: last,
-            shared: mentions(body, "a") || mentions(body, "u"),
+            shared: SHARED.iter().any(|&(name, _)| mentions(body, name)),
             sql: statement_with(req, body, mode),
         }
     }
@@ -85,8 +92,8 @@ impl Cache {
                 }
             }
         });
-        // A statement over `a` or `u` gives what their statements give: the
-        // ceremony and user definitions, chunks and merge are in its key.
+        // A statement over a shared table gives what its statements give:
+        // their definitions, chunks and merge are in its key.
         let mut shared = String::new();
         for stage in stages {
             for p in &stage.parts {
@@ -115,15 +122,17 @@ impl Cache {
         cache.get(&key)
     }
 
-    /// The part's result: cached, or run now and kept.
+    /// The part's result: cached, or run now and kept. `name` (the KPI's
+    /// or shared table's) is for the log only.
     pub(super) async fn run(
         &self,
         ctx: &SessionContext,
+        name: &str,
         part: &Part,
     ) -> keyshift_store::Result<Arc<CachedResult>> {
         match self.get(part) {
             Some(hit) => Ok(hit),
-            None => self.compute(ctx, part).await,
+            None => self.compute(ctx, name, part).await,
         }
     }
 
@@ -133,12 +142,26 @@ impl Cache {
     pub(super) async fn compute(
         &self,
         ctx: &SessionContext,
+        name: &str,
         part: &Part,
     ) -> keyshift_store::Result<Arc<CachedResult>> {
+        let started = Instant::now();
         let df = plan(ctx, &part.sql).await?;
+        let planned = started.elapsed();
         let schema = Arc::new(df.schema().as_arrow().clone());
         let batches = collect(ctx, df).await?;
         let one = concat_batches(&schema, &batches).map_err(DataFusionError::from)?;
+        // Where a slow report spends its time: planning (the Delta scan's
+        // file listing and pruning) or running.
+        debug!(
+            name,
+            from = ?part.from,
+            to = %part.to,
+            plan_ms = planned.as_millis(),
+            run_ms = (started.elapsed() - planned).as_millis(),
+            rows = one.num_rows(),
+            "KPI part computed"
+        );
         let result = Arc::new(CachedResult {
             schema,
             batches: vec![one],
@@ -165,26 +188,37 @@ mod tests {
 
     #[test]
     fn every_statement_that_reads_history_is_keyed_by_all_of_it() {
+        let req =
+            crate::kpi::RawParams::from_query("from=2026-11-02T00:00:00Z&to=2026-11-04T00:00:00Z")
+                .expect("params")
+                .check(chrono::Utc::now())
+                .expect("request");
         let bodies = CATALOG.iter().map(|k| (k.name, k.sql)).chain(
             FUNNELS
                 .iter()
                 .flat_map(|f| [(f.name, f.steps_sql), (f.name, f.exits_sql)]),
         );
-        let mut history = Vec::new();
-        for (name, body) in bodies {
-            // `h.column` is how a statement reads the history table (not
-            // `auth.…`, a string).
-            let qualified = body.match_indices("h.").any(|(i, _)| {
+        // What reads history: `h.column` (not `auth.…`, a string) or a
+        // shared table made from `h`.
+        let reads_history = |body: &str| {
+            body.match_indices("h.").any(|(i, _)| {
                 body[..i]
                     .chars()
                     .next_back()
                     .is_none_or(|c| !(c.is_alphanumeric() || c == '_'))
-            });
-            if qualified || body.contains(" h ") {
-                assert!(mentions(body, "h"), "{name}");
+            }) || body.contains(" h ")
+                || super::super::stages::reads(body, "p")
+        };
+        let mut history = Vec::new();
+        for (name, body) in bodies {
+            if reads_history(body) {
+                assert!(Part::new(&req, body, Sets::Both).from.is_none(), "{name}");
                 history.push(name);
             }
         }
         assert_eq!(history, ["coverage", "at_risk_holders"]);
+        // And the shared table they read is itself keyed by all of history.
+        let stages = super::super::stages::stages(&req, &["SELECT * FROM p"]);
+        assert!(stages[0].parts.iter().all(|p| p.from.is_none()));
     }
 }

@@ -1,27 +1,32 @@
-//! The shared tables `a` (sign-in ceremonies by kind) and `u` (users by
-//! kind) that most KPIs read, computed once per report.
+//! The shared tables `a` (sign-in ceremonies by kind), `u` (users by
+//! kind) and `p` (users by the passkeys they hold) that most KPIs read,
+//! computed once per report.
 //!
 //! Grouping ten million events by ceremony or by user at once needs more
 //! memory than a query may take, so both are computed a chunk of the range
-//! at a time — a week, from Monday 00:00 UTC — and put together: a chunk
-//! holds whole intervals, so its rows never overlap another's.
+//! at a time — a week from Monday 00:00 UTC, or half a week for the
+//! ceremonies (see [`chunks`]) — and put together: a chunk holds whole
+//! intervals, so its rows never overlap another's.
 //! - `a`: a ceremony belongs to the chunk of its first event; each chunk
 //!   reads an hour of events either side of its bounds to see the whole of
 //!   ceremonies that cross them (a ceremony is assumed to last under an
 //!   hour). Ceremony counts add up, so the totals are sums over chunks.
 //! - `u`: users per interval come from their chunk; distinct users over
 //!   the whole range (the totals) take one more pass, grouped by user only.
+//! - `p`: like `u`, one pass per chunk and one for the totals; each reads
+//!   the credential history `h` up to its intervals' ends as well, so a
+//!   statement over `p` depends on every earlier day ([`SHARED`]).
 
 use std::sync::Arc;
 
-use chrono::{DateTime, Datelike, Duration, Utc};
+use chrono::{DateTime, Datelike, Duration, Utc, Weekday};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{Field, Schema};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::datasource::MemTable;
 
 use super::engine::{Part, Sets, statement};
-use super::request::KpiRequest;
+use super::request::{Interval, KpiRequest};
 use datafusion::error::DataFusionError;
 use keyshift_store::StoreError;
 
@@ -55,15 +60,50 @@ const USER: &str = "bool_or(event_type = 'enrollment.offered') AS offered,
 
 const USER_KINDS: &str = "offered, started, enrolled, skipped, enroll_failed, enroll_error, active";
 
+/// One row per kind of user seen in an interval (any event with a user):
+/// `active` (a successful sign-in in the interval), `holds` (at least one
+/// active passkey at the interval's end: enrolments minus revocations, all
+/// history), `at_risk` (exactly one, every passkey created device-bound,
+/// and no recovery method seen: no completed recovery, no recovery-code
+/// sign-in). Coverage and at-risk holders read it; one join of the users
+/// with their history serves both.
+const HOLDERS: &str = "WITH seen AS (SELECT b, g, user_key,
+                                bool_or(event_type = 'auth.succeeded') AS active
+                         FROM e WHERE user_key IS NOT NULL
+                         GROUP BY {SETS(user_key)}),
+              s AS (SELECT seen.b, seen.g, seen.user_key, seen.active,
+                           coalesce(sum(CASE h.event_type WHEN 'enrollment.succeeded' THEN 1
+                                                          WHEN 'credential.revoked' THEN -1
+                                                          ELSE 0 END), 0) AS held,
+                           coalesce(bool_or(h.event_type = 'enrollment.succeeded'
+                                            AND h.credential_backup_eligible), false) AS synced,
+                           coalesce(bool_or(h.event_type IN ('recovery.completed',
+                                                             'auth.succeeded')), false) AS recovery
+                    FROM seen LEFT JOIN h ON seen.user_key = h.user_key
+                                             AND h.occurred_at < {END(seen.b)}
+                    GROUP BY seen.b, seen.g, seen.user_key, seen.active)
+              SELECT b, g, active, holds, at_risk, count(*) AS n
+              FROM (SELECT b, g, active, held > 0 AS holds,
+                           held = 1 AND NOT synced AND NOT recovery AS at_risk
+                    FROM s)
+              GROUP BY b, g, active, holds, at_risk";
+
+/// The shared tables by name, and whether each reads the credential
+/// history before the range (`h`): a statement over such a table depends on
+/// every earlier day, and its cached result is keyed by all of them.
+pub const SHARED: [(&str, bool); 3] = [("a", false), ("u", false), ("p", true)];
+
 /// A shared table: `parts` run in order and their rows put together; then,
 /// if there is one, `merge` reads them as `<name>0` and its rows are the
 /// table. `whole` is the same table in one statement over the whole range
 /// (for other engines, in the bench).
 #[derive(Debug, Clone)]
 pub struct Stage {
-    /// The table's name in the KPI queries: `a` (ceremonies) or `u` (users).
+    /// The table's name in the KPI queries: `a` (ceremonies), `u` (users)
+    /// or `p` (passkey holders).
     pub name: &'static str,
-    /// Statements run one after the other (one per weekly chunk, plus the totals for `u`).
+    /// Statements run one after the other (one per chunk of the range, plus the
+    /// totals for `u` and `p`).
     pub parts: Vec<Part>,
     /// Statement over the parts' rows (read as `<name>0`) giving the table; `None`
     /// when the parts' rows are the table as they are.
@@ -89,16 +129,37 @@ fn ts(t: DateTime<Utc>) -> String {
     format!("to_timestamp_micros({})", t.timestamp_micros())
 }
 
-/// `[from, to)` cut at Mondays, 00:00 UTC: whole hours, days and ISO weeks
-/// fall in one chunk, and a week of ten million events a month is small
-/// enough to group by ceremony or user within the memory limit.
-pub fn chunks(req: &KpiRequest) -> Vec<(DateTime<Utc>, DateTime<Utc>)> {
+/// How finely a statement that groups by ceremony or user cuts the range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Chunking {
+    /// Whole ISO weeks, from Monday 00:00 UTC.
+    Weeks,
+    /// Half weeks (Monday to Thursday, Thursday to Monday, 00:00 UTC) for
+    /// hourly and daily intervals; whole weeks for weekly ones.
+    HalfWeeks,
+}
+
+/// `[from, to)` cut at Mondays, 00:00 UTC, and with [`Chunking::HalfWeeks`]
+/// at Thursdays too: every interval falls whole in one chunk, and the edges
+/// stay where they are as the range moves (a chunk's cached result is
+/// reused). The ceremony grouping takes half weeks: over ten million events
+/// a month a whole week (2.3 million events) came close enough to the
+/// memory limit to be refused now and then, half a week (1.3 million) stays
+/// well within it. The user groupings take weeks: they need less memory,
+/// and `p` reads the whole history once per chunk.
+pub fn chunks(req: &KpiRequest, chunking: Chunking) -> Vec<(DateTime<Utc>, DateTime<Utc>)> {
     let day = req.from.date_naive();
     let monday = day - Duration::days(i64::from(day.weekday().num_days_from_monday()));
     let mut edge = monday.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc();
+    let halves = chunking == Chunking::HalfWeeks && req.interval != Interval::Week;
     let mut out = Vec::new();
     while edge < req.to {
-        let next = edge + Duration::weeks(1);
+        let next = if halves && edge.weekday() == Weekday::Mon {
+            edge + Duration::days(3)
+        } else {
+            let to_monday = 7 - i64::from(edge.weekday().num_days_from_monday());
+            edge + Duration::days(to_monday)
+        };
         let (a, b) = (edge.max(req.from), next.min(req.to));
         if a < b {
             out.push((a, b));
@@ -110,7 +171,7 @@ pub fn chunks(req: &KpiRequest) -> Vec<(DateTime<Utc>, DateTime<Utc>)> {
 
 fn ceremonies(req: &KpiRequest) -> Stage {
     let margin = Duration::hours(1);
-    let parts = chunks(req)
+    let parts = chunks(req, Chunking::HalfWeeks)
         .into_iter()
         .map(|(from, to)| {
             let wide = KpiRequest {
@@ -158,7 +219,7 @@ fn users(req: &KpiRequest) -> Stage {
             Sets::Both,
         )
     };
-    let mut parts: Vec<Part> = chunks(req)
+    let mut parts: Vec<Part> = chunks(req, Chunking::Weeks)
         .into_iter()
         .map(|(from, to)| {
             per_interval(&KpiRequest {
@@ -201,6 +262,35 @@ fn users(req: &KpiRequest) -> Stage {
     }
 }
 
+/// A statement that groups `e` by user (`{SETS(user_key)}`) as parts: its
+/// series a week at a time, then its totals over the whole range in one
+/// more pass grouped without intervals; their rows are put together.
+pub fn per_user(req: &KpiRequest, body: &str) -> Vec<Part> {
+    let mut parts: Vec<Part> = chunks(req, Chunking::Weeks)
+        .into_iter()
+        .map(|(from, to)| {
+            let chunk = KpiRequest {
+                from,
+                to,
+                ..req.clone()
+            };
+            Part::new(&chunk, body, Sets::Series)
+        })
+        .collect();
+    parts.push(Part::new(req, body, Sets::Totals));
+    parts
+}
+
+/// `p`: per week, the series; then the totals over the whole range.
+fn holders(req: &KpiRequest) -> Stage {
+    Stage {
+        name: "p",
+        parts: per_user(req, HOLDERS),
+        merge: None,
+        whole: statement(req, HOLDERS),
+    }
+}
+
 /// The shared tables `statements` read, in the order they must be made.
 pub fn stages(req: &KpiRequest, statements: &[&str]) -> Vec<Stage> {
     let mut out = Vec::new();
@@ -210,6 +300,9 @@ pub fn stages(req: &KpiRequest, statements: &[&str]) -> Vec<Stage> {
     }
     if any("u") {
         out.push(users(req));
+    }
+    if any("p") {
+        out.push(holders(req));
     }
     out
 }
@@ -262,18 +355,40 @@ mod tests {
     }
 
     #[test]
-    fn chunks_cover_the_range_once_at_monday_edges() {
+    fn chunks_cover_the_range_once_at_fixed_edges() {
         let days = |q: &str| -> Vec<String> {
-            chunks(&req(q))
+            chunks(&req(q), Chunking::HalfWeeks)
                 .iter()
                 .map(|(a, b)| format!("{}..{}", a.format("%d %H"), b.format("%d %H")))
                 .collect()
         };
-        // 2026-11-04 is a Wednesday; the 9th and 16th are Mondays.
+        // 2026-11-04 is a Wednesday; the 9th and 16th are Mondays, the 5th,
+        // 12th and 19th Thursdays.
         assert_eq!(
             days("from=2026-11-04T06:00:00Z&to=2026-11-20T12:00:00Z"),
+            [
+                "04 06..05 00",
+                "05 00..09 00",
+                "09 00..12 00",
+                "12 00..16 00",
+                "16 00..19 00",
+                "19 00..20 12"
+            ]
+        );
+        assert_eq!(
+            days("from=2026-11-04T06:00:00Z&to=2026-11-20T12:00:00Z&interval=hour"),
+            days("from=2026-11-04T06:00:00Z&to=2026-11-20T12:00:00Z&interval=day")
+        );
+        // Weekly intervals, or weeks asked for: whole weeks only.
+        assert_eq!(
+            days("from=2026-11-04T06:00:00Z&to=2026-11-20T12:00:00Z&interval=week"),
             ["04 06..09 00", "09 00..16 00", "16 00..20 12"]
         );
+        let weeks: Vec<_> = chunks(
+            &req("from=2026-11-04T06:00:00Z&to=2026-11-20T12:00:00Z"),
+            Chunking::Weeks,
+        );
+        assert_eq!(weeks.len(), 3);
         assert_eq!(
             days("from=2026-11-02T00:00:00Z&to=2026-11-04T00:00:00Z"),
             ["02 00..04 00"]
@@ -287,8 +402,10 @@ mod tests {
         let s = |sql: &str| stages(&r, &[sql]);
         assert_eq!(s("SELECT * FROM a WHERE x").len(), 1);
         assert_eq!(s("SELECT * FROM u").len(), 1);
+        assert_eq!(s("SELECT * FROM p WHERE active").len(), 1);
         assert_eq!(s("SELECT * FROM x JOIN u ON true").len(), 1);
         assert!(s("SELECT * FROM auth_events").is_empty());
         assert!(s("SELECT * FROM us").is_empty());
+        assert!(s("SELECT * FROM pp").is_empty());
     }
 }
