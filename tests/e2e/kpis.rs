@@ -10,10 +10,10 @@ use crate::common::{Server, config, sample};
 
 const EVENTS: &str = include_str!("../golden/kpi-events.ndjson");
 const EXPECTED: &str = include_str!("../golden/kpi-expected.json");
-const ADMIN: &str = "admin-token-0123456789";
+pub(crate) const ADMIN: &str = "admin-token-0123456789";
 const RP_TOKEN: &str = "rp-token-golden-0123456789";
 
-fn secured(dir: &std::path::Path) -> Config {
+pub(crate) fn secured(dir: &std::path::Path) -> Config {
     let mut c = config(dir);
     c.auth.admin_tokens = vec![ADMIN.to_owned()];
     c.auth.rp_tokens = vec![RpToken {
@@ -31,13 +31,13 @@ async fn loaded(dir: &std::path::Path) -> Server {
 }
 
 /// Posts `lines` and checks that every one was stored.
-async fn store(server: &Server, lines: &[String]) {
+pub(crate) async fn store(server: &Server, lines: &[String]) {
     let (status, body) = server.post_ndjson(lines).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["accepted"], lines.len(), "{body}");
 }
 
-async fn get(server: &Server, path: &str, token: &str) -> (u16, Value) {
+pub(crate) async fn get(server: &Server, path: &str, token: &str) -> (u16, Value) {
     let resp = server
         .client
         .get(format!("{}{path}", server.base))
@@ -367,7 +367,7 @@ async fn lookups(server: &Server) -> (f64, f64, f64) {
 }
 
 /// `[numerator, denominator]` of a KPI's total.
-fn total(report: &Value, kpi: &str) -> [i64; 2] {
+pub(crate) fn total(report: &Value, kpi: &str) -> [i64; 2] {
     let t = report["kpis"]
         .as_array()
         .expect("kpis")
@@ -409,9 +409,10 @@ async fn a_repeated_report_comes_from_the_cache_and_a_late_event_is_counted() {
     let (_, _, miss_after) = lookups(&server).await;
     assert!(miss_after > miss, "the late event's days ran again");
 
-    // A passkey created before the range: only the KPIs that read all of
-    // history (coverage and at-risk holders: one part for the range's only
-    // week and one for the totals, each) run again, and coverage counts it.
+    // A passkey created before the range: only what reads all of history
+    // runs again — the holders table `p` (one part for the range's only
+    // week, one for the totals) and the two KPIs over it, coverage and
+    // at-risk holders — and coverage counts it.
     let mut enrolled = crate::common::event("g-late-2", "p2-0", "golden.example");
     enrolled["event_type"] = "enrollment.succeeded".into();
     enrolled["occurred_at"] = "2026-10-30T12:00:00Z".into();

@@ -9,6 +9,7 @@ mod import;
 mod interop;
 mod isolation;
 mod kafka;
+mod kpi_holders;
 mod kpis;
 mod lifecycle;
 mod openapi;
