@@ -29,8 +29,7 @@ WHERE=${1:-all}
 
 say() { echo "interop-spark.sh: $*" >&2; }
 
-# shellcheck source=lib/packages.sh
-. "$ROOT/scripts/lib/packages.sh"
+# java-service.sh brings lib/packages.sh (make_venv) with it.
 # shellcheck source=lib/java-service.sh
 . "$ROOT/scripts/lib/java-service.sh"
 
