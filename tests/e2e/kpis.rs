@@ -410,9 +410,10 @@ async fn a_repeated_report_comes_from_the_cache_and_a_late_event_is_counted() {
     assert!(miss_after > miss, "the late event's days ran again");
 
     // A passkey created before the range: only what reads all of history
-    // runs again — the holders table `p` (one part for the range's only
-    // week, one for the totals) and the two KPIs over it, coverage and
-    // at-risk holders — and coverage counts it.
+    // runs again — the users table `u` (one part for the range's only
+    // week, one for the totals) and the four KPIs over it (enrollment rate,
+    // coverage, recovery per 1,000 users, at-risk holders) — and coverage
+    // counts it.
     let mut enrolled = crate::common::event("g-late-2", "p2-0", "golden.example");
     enrolled["event_type"] = "enrollment.succeeded".into();
     enrolled["occurred_at"] = "2026-10-30T12:00:00Z".into();
@@ -426,8 +427,8 @@ async fn a_repeated_report_comes_from_the_cache_and_a_late_event_is_counted() {
     let (_, _, miss_held) = lookups(&server).await;
     assert_eq!(
         miss_held - miss_after,
-        4.0,
-        "coverage and at-risk parts only"
+        6.0,
+        "the users table and the KPIs over it only"
     );
     let after = held;
     server.stop().await;

@@ -11,13 +11,12 @@
 //!
 //! - `e` — the events of the range `[from, to)` (and of the RP, if one is
 //!   asked), with `b` the start of the event's interval (UTC: `hour`, `day`,
-//!   or ISO `week` starting Monday), `g` the breakdown value (`'unknown'` when
-//!   the event lacks it, `'all'` without a breakdown) and `ak` the ceremony
-//!   key: `rp_id/attempt_id`, or the event's own id when it has no
-//!   `attempt_id`.
+//!   or ISO `week` starting Monday) and `g` the breakdown value (`'unknown'`
+//!   when the event lacks it, `'all'` without a breakdown).
 //! - `a` — the **sign-in ceremonies**, counted by kind: a ceremony is the
-//!   `auth.*` events of the range that share `ak` (a retry inside one
-//!   `attempt_id` is one ceremony). Its interval and breakdown are those of
+//!   `auth.*` events of the range that share `rp_id` and `attempt_id` (a
+//!   retry inside one `attempt_id` is one ceremony; an event without one is
+//!   a ceremony of its own). Its interval and breakdown are those of
 //!   its first event; its `method` is the method of its `auth.started` (else
 //!   of any of its events, else the method it fell back from);
 //!   `success_method` that of its `auth.succeeded`; `succeeded` if it has
@@ -26,25 +25,26 @@
 //!   event says so. `n` ceremonies share each combination. A ceremony that
 //!   started and never succeeded — abandoned, failed, or fell back — is a
 //!   failure. `a` already holds the totals rows (see `{SETS}` below).
-//! - `u` — the **users** of each interval and breakdown value (and of the
-//!   totals), counted by kind: `offered`, `started`, `enrolled`, `skipped`,
-//!   `enroll_failed` (with `enroll_error`, the largest name) for the
-//!   `enrollment.*` events, `active` for a successful sign-in; `n` users
-//!   share each combination.
 //! - `h` — the RP's credential history up to `to`, of every age (enrolments,
 //!   revocations, completed recoveries and recovery-code sign-ins).
-//! - `p` — the **users seen** in each interval and breakdown value (any
-//!   event with a user; and the totals), counted by what they hold at the
-//!   interval's end, from `h`: `active` (a successful sign-in in the
-//!   interval), `holds` (at least one active passkey: enrolments minus
-//!   revocations, all history; v1 events carry no credential id, so a
-//!   revocation retires one passkey of that user), `at_risk` (exactly one
-//!   active passkey, every passkey created device-bound, no recovery method
-//!   seen); `n` users share each combination.
+//! - `u` — the **users seen** in each interval and breakdown value (any
+//!   event with a user; and the totals), counted by kind: `offered`,
+//!   `started`, `enrolled`, `skipped`, `enroll_failed` (with `enroll_error`,
+//!   the largest name) for the `enrollment.*` events of the interval,
+//!   `active` for a successful sign-in in it; and by what they hold at the
+//!   interval's end, from `h`: `holds` (at least one active passkey:
+//!   enrolments minus revocations, all history; v1 events carry no
+//!   credential id, so a revocation retires one passkey of that user),
+//!   `at_risk` (exactly one active passkey, every passkey created
+//!   device-bound, no recovery method seen); `n` users share each
+//!   combination.
+//! - `q` — per method, the median (`p50`) and 95th percentile (`p95`) of
+//!   `duration_ms` of the successful sign-ins (`auth.succeeded`) that carry
+//!   it, by linear interpolation (`percentile_cont`), and their number `n`.
 //!
-//! `a`, `u` and `p` are computed once per report (one pass over the range
-//! each, `p` also over the history) and then read by every KPI that needs
-//! them.
+//! `a`, `u` and `q` are computed once per report (one pass over the range
+//! each, `u` also over the history; the SQL is in [`super::stages`]) and
+//! then read by every KPI that needs them.
 //!
 //! `{SETS(x)}` stands for the grouping that yields the series and the
 //! totals in one pass: `GROUPING SETS ((b, g, x), (g, x), (x))` — a row
@@ -119,7 +119,7 @@ pub static CATALOG: &[Kpi] = &[
         key: None,
         reference: Some("adoption often stalls at 5–15 %"),
         sql: "SELECT b, g, NULL AS k, sum(n) FILTER (WHERE holds) AS num, sum(n) AS den
-              FROM p WHERE active GROUP BY b, g",
+              FROM u WHERE active GROUP BY b, g",
     },
     Kpi {
         name: "passkey_usage",
@@ -284,11 +284,7 @@ pub static CATALOG: &[Kpi] = &[
         denominator: "successful sign-ins that carry `duration_ms`",
         key: Some("method"),
         reference: Some("Google: 14.9 s passkey vs 30.4 s password (mean)"),
-        sql: "SELECT b, g, method AS k,
-                     percentile_cont(0.5) WITHIN GROUP (ORDER BY duration_ms) AS num,
-                     count(duration_ms) AS den
-              FROM e WHERE event_type = 'auth.succeeded' AND duration_ms IS NOT NULL
-              GROUP BY {SETS(method)}",
+        sql: "SELECT b, g, method AS k, p50 AS num, n AS den FROM q",
     },
     Kpi {
         name: "time_to_sign_in_p95",
@@ -299,11 +295,7 @@ pub static CATALOG: &[Kpi] = &[
         denominator: "successful sign-ins that carry `duration_ms`",
         key: Some("method"),
         reference: None,
-        sql: "SELECT b, g, method AS k,
-                     percentile_cont(0.95) WITHIN GROUP (ORDER BY duration_ms) AS num,
-                     count(duration_ms) AS den
-              FROM e WHERE event_type = 'auth.succeeded' AND duration_ms IS NOT NULL
-              GROUP BY {SETS(method)}",
+        sql: "SELECT b, g, method AS k, p95 AS num, n AS den FROM q",
     },
     Kpi {
         name: "credential_mix",
@@ -336,7 +328,7 @@ pub static CATALOG: &[Kpi] = &[
         reference: None,
         sql: "SELECT b, g, NULL AS k, sum(n) FILTER (WHERE at_risk) AS num,
                      sum(n) FILTER (WHERE holds) AS den
-              FROM p GROUP BY b, g",
+              FROM u GROUP BY b, g",
     },
     Kpi {
         name: "support_per_1k_signins",

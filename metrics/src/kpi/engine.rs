@@ -68,8 +68,7 @@ fn prelude(req: &KpiRequest, sets: Sets) -> String {
     let (from_day, to_day) = (quote(&first.to_string()), quote(&last.to_string()));
     format!(
         "WITH e AS (
-           SELECT *, {b} AS b, {g} AS g,
-                  concat(rp_id, '/', coalesce(attempt_id, event_id)) AS ak
+           SELECT *, {b} AS b, {g} AS g
            FROM auth_events
            WHERE {rp}occurred_at >= {from} AND occurred_at < {to}
              AND event_date >= CAST({from_day} AS DATE) AND event_date <= CAST({to_day} AS DATE)),
@@ -178,7 +177,7 @@ pub fn statement_with(req: &KpiRequest, sql: &str, mode: Sets) -> String {
 
 /// Runs `statements` in one admission slot of the ad-hoc lane, one after
 /// the other, and returns each one's batches. A part whose result is
-/// cached for the files it reads is not run; the shared tables (`a`, `u`, `p`)
+/// cached for the files it reads is not run; the shared tables (`a`, `u`, `q`)
 /// are computed first, once, if a part that must run reads them.
 pub async fn run_all(
     engine: &QueryEngine,
@@ -220,7 +219,7 @@ pub async fn run_all(
             let needed = stages.into_iter().filter(|stage| {
                 to_run
                     .iter()
-                    .any(|sql| super::stages::reads(sql, stage.name))
+                    .any(|sql| super::parts::mentions(sql, stage.name))
             });
             for stage in needed {
                 let name = stage.name;
@@ -388,13 +387,13 @@ pub fn step_rows(batches: &[RecordBatch], columns: &[&str]) -> Result<Vec<StepRo
 /// The statements of `kpis`, named.
 ///
 /// A KPI that groups the events of `e` by user (`{SETS(user_key)}`) is
-/// split like the shared tables ([`super::stages::per_user`]). The others
+/// split like the shared tables ([`super::stages::series_and_totals`]). The others
 /// group few values (or read the shared tables) and run once.
 pub fn kpi_statements(req: &KpiRequest, kpis: &[&'static Kpi]) -> Vec<(String, Vec<Part>)> {
     kpis.iter()
         .map(|k| {
             let parts = if k.sql.contains("{SETS(user_key") {
-                super::stages::per_user(req, k.sql)
+                super::stages::series_and_totals(req, k.sql)
             } else {
                 vec![part(req, k.sql)]
             };

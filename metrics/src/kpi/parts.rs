@@ -31,7 +31,7 @@ pub struct Part {
     pub from: Option<NaiveDate>,
     /// The last day read.
     pub to: NaiveDate,
-    /// Whether it reads a shared table (`a`, `u`, `p`), whose definitions
+    /// Whether it reads a shared table (`a`, `u`, `q`), whose definitions
     /// are then part of its key too.
     pub shared: bool,
 }
@@ -44,14 +44,12 @@ impl Part {
         // Fail safe: a body naming `h`, or a shared table made from it,
         // anywhere is taken to read all of history (a wider key is only
         // less reuse, never staleness).
-        let history = mentions(body, "h")
-            || SHARED
-                .iter()
-                .any(|&(name, history)| history && mentions(body, name));
+        let history =
+            mentions(body, "h") || SHARED.iter().any(|t| t.history && mentions(body, t.name));
         Self {
             from: (!history).then_some(first),
             to: last,
-            shared: SHARED.iter().any(|&(name, _)| mentions(body, name)),
+            shared: SHARED.iter().any(|t| mentions(body, t.name)),
             sql: statement_with(req, body, mode),
         }
     }
@@ -207,7 +205,11 @@ mod tests {
                     .next_back()
                     .is_none_or(|c| !(c.is_alphanumeric() || c == '_'))
             }) || body.contains(" h ")
-                || super::super::stages::reads(body, "p")
+                || body
+                    .split_whitespace()
+                    .collect::<Vec<_>>()
+                    .windows(2)
+                    .any(|w| matches!(w[0], "FROM" | "JOIN") && w[1] == "u")
         };
         let mut history = Vec::new();
         for (name, body) in bodies {
@@ -216,9 +218,19 @@ mod tests {
                 history.push(name);
             }
         }
-        assert_eq!(history, ["coverage", "at_risk_holders"]);
+        assert_eq!(
+            history,
+            [
+                "enrollment_rate",
+                "coverage",
+                "recovery_per_1k_users",
+                "at_risk_holders",
+                "enrollment",
+                "enrollment"
+            ]
+        );
         // And the shared table they read is itself keyed by all of history.
-        let stages = super::super::stages::stages(&req, &["SELECT * FROM p"]);
+        let stages = super::super::stages::stages(&req, &["SELECT * FROM u"]);
         assert!(stages[0].parts.iter().all(|p| p.from.is_none()));
     }
 }

@@ -1,6 +1,6 @@
-//! The shared tables `a` (sign-in ceremonies by kind), `u` (users by
-//! kind) and `p` (users by the passkeys they hold) that most KPIs read,
-//! computed once per report.
+//! The shared tables `a` (sign-in ceremonies by kind), `u` (users by kind
+//! and by the passkeys they hold) and `q` (time-to-sign-in quantiles) that
+//! most KPIs read, computed once per report.
 //!
 //! Grouping ten million events by ceremony or by user at once needs more
 //! memory than a query may take, so both are computed a chunk of the range
@@ -13,9 +13,10 @@
 //!   hour). Ceremony counts add up, so the totals are sums over chunks.
 //! - `u`: users per interval come from their chunk; distinct users over
 //!   the whole range (the totals) take one more pass, grouped by user only.
-//! - `p`: like `u`, one pass per chunk and one for the totals; each reads
-//!   the credential history `h` up to its intervals' ends as well, so a
-//!   statement over `p` depends on every earlier day ([`SHARED`]).
+//!   Each pass reads the credential history `h` up to its intervals' ends
+//!   as well, so a statement over `u` depends on every earlier day
+//!   ([`SHARED`]).
+//! - `q`: one pass over the range: a quantile does not add up over chunks.
 
 use std::sync::Arc;
 
@@ -26,6 +27,7 @@ use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::datasource::MemTable;
 
 use super::engine::{Part, Sets, statement};
+use super::parts::mentions;
 use super::request::{Interval, KpiRequest};
 use datafusion::error::DataFusionError;
 use keyshift_store::StoreError;
@@ -33,7 +35,10 @@ use keyshift_store::StoreError;
 const KINDS: &str = "method, success_method, succeeded, error_name, fallback_reason, \
                      fallback_path, cross_device";
 
-/// One ceremony per row, from the events of `e`.
+/// One ceremony per row, from the events of `e`: the `auth.*` events of one
+/// relying party sharing an `attempt_id` (without one, an event is a
+/// ceremony of its own). Grouped by the two columns rather than a key made
+/// of them: building a string per event cost more than the grouping.
 const CEREMONY: &str = "SELECT min(b) AS b, min(g) AS g, min(occurred_at) AS first,
                  coalesce(max(method) FILTER (WHERE event_type = 'auth.started'),
                           max(method), max(fallback_from)) AS method,
@@ -45,53 +50,93 @@ const CEREMONY: &str = "SELECT min(b) AS b, min(g) AS g, min(occurred_at) AS fir
                      FILTER (WHERE event_type = 'auth.fallback') AS fallback_path,
                  coalesce(bool_or(cross_device), false) AS cross_device
           FROM e WHERE event_type LIKE 'auth.%'
-          GROUP BY ak";
+          GROUP BY rp_id, coalesce(attempt_id, event_id)";
 
-/// One user per row and interval (or per breakdown value, for the totals).
-const USER: &str = "bool_or(event_type = 'enrollment.offered') AS offered,
-                 bool_or(event_type = 'enrollment.started') AS started,
-                 bool_or(event_type = 'enrollment.succeeded') AS enrolled,
-                 bool_or(event_type = 'enrollment.skipped') AS skipped,
-                 bool_or(event_type = 'enrollment.failed') AS enroll_failed,
-                 max(error_name) FILTER (WHERE event_type = 'enrollment.failed') AS enroll_error,
-                 bool_or(event_type = 'auth.succeeded') AS active
-          FROM e WHERE user_key IS NOT NULL
-            AND (event_type LIKE 'enrollment.%' OR event_type = 'auth.succeeded')";
+/// One row per kind of user seen in an interval (any event with a user),
+/// counted in `n`:
+/// - by the enrollment events and sign-ins of the interval: `offered`,
+///   `started`, `enrolled`, `skipped`, `enroll_failed` (with
+///   `enroll_error`, the largest name), `active` (a successful sign-in);
+/// - by what they hold at the interval's end, all history: `holds` (at
+///   least one active passkey: enrolments minus revocations), `at_risk`
+///   (exactly one, every passkey created device-bound, and no recovery
+///   method seen: no completed recovery, no recovery-code sign-in).
+///
+/// One grouping of the events by user and one join with their history
+/// serve every user KPI. (`seen` is read once on purpose: DataFusion
+/// computes a common table once per reference, and computing it twice cost
+/// more than grouping the users without a history again after the join.)
+const USERS: &str = "WITH seen AS (SELECT b, g, user_key,
+                bool_or(event_type = 'enrollment.offered') AS offered,
+                bool_or(event_type = 'enrollment.started') AS started,
+                bool_or(event_type = 'enrollment.succeeded') AS enrolled,
+                bool_or(event_type = 'enrollment.skipped') AS skipped,
+                bool_or(event_type = 'enrollment.failed') AS enroll_failed,
+                max(error_name) FILTER (WHERE event_type = 'enrollment.failed') AS enroll_error,
+                bool_or(event_type = 'auth.succeeded') AS active
+              FROM e WHERE user_key IS NOT NULL
+              GROUP BY {SETS(user_key)}),
+         s AS (SELECT seen.b, seen.g, seen.user_key,
+                 bool_or(seen.offered) AS offered, bool_or(seen.started) AS started,
+                 bool_or(seen.enrolled) AS enrolled, bool_or(seen.skipped) AS skipped,
+                 bool_or(seen.enroll_failed) AS enroll_failed,
+                 max(seen.enroll_error) AS enroll_error, bool_or(seen.active) AS active,
+                 coalesce(sum(CASE h.event_type WHEN 'enrollment.succeeded' THEN 1
+                                                WHEN 'credential.revoked' THEN -1
+                                                ELSE 0 END), 0) AS held,
+                 coalesce(bool_or(h.event_type = 'enrollment.succeeded'
+                                  AND h.credential_backup_eligible), false) AS synced,
+                 coalesce(bool_or(h.event_type IN ('recovery.completed',
+                                                   'auth.succeeded')), false) AS recovery
+               FROM seen LEFT JOIN h ON seen.user_key = h.user_key
+                                        AND h.occurred_at < {END(seen.b)}
+               GROUP BY seen.b, seen.g, seen.user_key)
+    SELECT b, g, offered, started, enrolled, skipped, enroll_failed, enroll_error, active,
+           held > 0 AS holds, held = 1 AND NOT synced AND NOT recovery AS at_risk,
+           count(*) AS n
+    FROM s
+    GROUP BY b, g, offered, started, enrolled, skipped, enroll_failed, enroll_error, active,
+             held > 0, held = 1 AND NOT synced AND NOT recovery";
 
-const USER_KINDS: &str = "offered, started, enrolled, skipped, enroll_failed, enroll_error, active";
+/// The median and 95th percentile of `duration_ms` of successful sign-ins,
+/// per method: one statement for both, so that the events are read once.
+const QUANTILES: &str = "SELECT b, g, method,
+                 percentile_cont(0.5) WITHIN GROUP (ORDER BY duration_ms) AS p50,
+                 percentile_cont(0.95) WITHIN GROUP (ORDER BY duration_ms) AS p95,
+                 count(duration_ms) AS n
+          FROM e WHERE event_type = 'auth.succeeded' AND duration_ms IS NOT NULL
+          GROUP BY {SETS(method)}";
 
-/// One row per kind of user seen in an interval (any event with a user):
-/// `active` (a successful sign-in in the interval), `holds` (at least one
-/// active passkey at the interval's end: enrolments minus revocations, all
-/// history), `at_risk` (exactly one, every passkey created device-bound,
-/// and no recovery method seen: no completed recovery, no recovery-code
-/// sign-in). Coverage and at-risk holders read it; one join of the users
-/// with their history serves both.
-const HOLDERS: &str = "WITH seen AS (SELECT b, g, user_key,
-                                bool_or(event_type = 'auth.succeeded') AS active
-                         FROM e WHERE user_key IS NOT NULL
-                         GROUP BY {SETS(user_key)}),
-              s AS (SELECT seen.b, seen.g, seen.user_key, seen.active,
-                           coalesce(sum(CASE h.event_type WHEN 'enrollment.succeeded' THEN 1
-                                                          WHEN 'credential.revoked' THEN -1
-                                                          ELSE 0 END), 0) AS held,
-                           coalesce(bool_or(h.event_type = 'enrollment.succeeded'
-                                            AND h.credential_backup_eligible), false) AS synced,
-                           coalesce(bool_or(h.event_type IN ('recovery.completed',
-                                                             'auth.succeeded')), false) AS recovery
-                    FROM seen LEFT JOIN h ON seen.user_key = h.user_key
-                                             AND h.occurred_at < {END(seen.b)}
-                    GROUP BY seen.b, seen.g, seen.user_key, seen.active)
-              SELECT b, g, active, holds, at_risk, count(*) AS n
-              FROM (SELECT b, g, active, held > 0 AS holds,
-                           held = 1 AND NOT synced AND NOT recovery AS at_risk
-                    FROM s)
-              GROUP BY b, g, active, holds, at_risk";
+/// A shared table: its name in the KPI queries, whether it reads the
+/// credential history before the range (`h`: a statement over such a table
+/// depends on every earlier day, and its cached result is keyed by all of
+/// them), and how it is made for a request.
+pub struct Shared {
+    /// `a`, `u` or `q`.
+    pub name: &'static str,
+    /// Whether it reads `h`.
+    pub history: bool,
+    make: fn(&KpiRequest) -> Stage,
+}
 
-/// The shared tables by name, and whether each reads the credential
-/// history before the range (`h`): a statement over such a table depends on
-/// every earlier day, and its cached result is keyed by all of them.
-pub const SHARED: [(&str, bool); 3] = [("a", false), ("u", false), ("p", true)];
+/// The shared tables, in the order they are made.
+pub const SHARED: [Shared; 3] = [
+    Shared {
+        name: "a",
+        history: false,
+        make: ceremonies,
+    },
+    Shared {
+        name: "u",
+        history: true,
+        make: users,
+    },
+    Shared {
+        name: "q",
+        history: false,
+        make: quantiles,
+    },
+];
 
 /// A shared table: `parts` run in order and their rows put together; then,
 /// if there is one, `merge` reads them as `<name>0` and its rows are the
@@ -100,29 +145,16 @@ pub const SHARED: [(&str, bool); 3] = [("a", false), ("u", false), ("p", true)];
 #[derive(Debug, Clone)]
 pub struct Stage {
     /// The table's name in the KPI queries: `a` (ceremonies), `u` (users)
-    /// or `p` (passkey holders).
+    /// or `q` (quantiles).
     pub name: &'static str,
     /// Statements run one after the other (one per chunk of the range, plus the
-    /// totals for `u` and `p`).
+    /// totals for `u`).
     pub parts: Vec<Part>,
     /// Statement over the parts' rows (read as `<name>0`) giving the table; `None`
     /// when the parts' rows are the table as they are.
     pub merge: Option<String>,
     /// The same table as one statement over the whole range.
     pub whole: String,
-}
-
-/// Whether `sql` reads the table `name` (`FROM name` or `JOIN name`).
-pub fn reads(sql: &str, name: &str) -> bool {
-    ["FROM", "JOIN"].iter().any(|word| {
-        let pattern = format!("{word} {name}");
-        sql.match_indices(&pattern).any(|(i, _)| {
-            sql[i + pattern.len()..]
-                .chars()
-                .next()
-                .is_none_or(|c| !(c.is_alphanumeric() || c == '_'))
-        })
-    })
 }
 
 fn ts(t: DateTime<Utc>) -> String {
@@ -146,7 +178,7 @@ pub enum Chunking {
 /// a month a whole week (2.3 million events) came close enough to the
 /// memory limit to be refused now and then, half a week (1.3 million) stays
 /// well within it. The user groupings take weeks: they need less memory,
-/// and `p` reads the whole history once per chunk.
+/// and `u` reads the whole history once per chunk.
 pub fn chunks(req: &KpiRequest, chunking: Chunking) -> Vec<(DateTime<Utc>, DateTime<Utc>)> {
     let day = req.from.date_naive();
     let monday = day - Duration::days(i64::from(day.weekday().num_days_from_monday()));
@@ -169,16 +201,25 @@ pub fn chunks(req: &KpiRequest, chunking: Chunking) -> Vec<(DateTime<Utc>, DateT
     out
 }
 
+/// `req` narrowed to `[from, to)`.
+fn within(req: &KpiRequest, from: DateTime<Utc>, to: DateTime<Utc>) -> KpiRequest {
+    KpiRequest {
+        from,
+        to,
+        ..req.clone()
+    }
+}
+
 fn ceremonies(req: &KpiRequest) -> Stage {
     let margin = Duration::hours(1);
     let parts = chunks(req, Chunking::HalfWeeks)
         .into_iter()
         .map(|(from, to)| {
-            let wide = KpiRequest {
-                from: (from - margin).max(req.from),
-                to: (to + margin).min(req.to),
-                ..req.clone()
-            };
+            let wide = within(
+                req,
+                (from - margin).max(req.from),
+                (to + margin).min(req.to),
+            );
             let sql = format!(
                 "SELECT b, g, {KINDS}, count(*) AS n FROM ({CEREMONY})
                  WHERE first >= {} AND first < {}
@@ -207,104 +248,52 @@ fn ceremonies(req: &KpiRequest) -> Stage {
     }
 }
 
-fn users(req: &KpiRequest) -> Stage {
-    let per_interval = |r: &KpiRequest| {
-        Part::new(
-            r,
-            &format!(
-                "SELECT b, g, {USER_KINDS}, count(*) AS n
-                 FROM (SELECT b, g, user_key, {USER} GROUP BY b, g, user_key)
-                 GROUP BY b, g, {USER_KINDS}"
-            ),
-            Sets::Both,
-        )
-    };
+/// A statement whose groups do not add up over chunks (distinct users) as
+/// parts: its series a week at a time, then its totals over the whole
+/// range in one more pass grouped without intervals; their rows are put
+/// together.
+pub fn series_and_totals(req: &KpiRequest, body: &str) -> Vec<Part> {
     let mut parts: Vec<Part> = chunks(req, Chunking::Weeks)
         .into_iter()
-        .map(|(from, to)| {
-            per_interval(&KpiRequest {
-                from,
-                to,
-                ..req.clone()
-            })
-        })
-        .collect();
-    // The totals: distinct users over the whole range; `b` stays NULL (an
-    // aggregate over no rows keeps its type).
-    let sets = if req.by.is_some() {
-        "GROUPING SETS ((g, user_key), (user_key))"
-    } else {
-        "g, user_key"
-    };
-    parts.push(Part::new(
-        req,
-        &format!(
-            "SELECT b, g, {USER_KINDS}, count(*) AS n
-             FROM (SELECT min(b) FILTER (WHERE false) AS b, g, user_key, {USER}
-                   GROUP BY {sets})
-             GROUP BY b, g, {USER_KINDS}"
-        ),
-        Sets::Both,
-    ));
-    let whole = statement(
-        req,
-        &format!(
-            "SELECT b, g, {USER_KINDS}, count(*) AS n
-             FROM (SELECT b, g, user_key, {USER} GROUP BY {{SETS(user_key)}})
-             GROUP BY b, g, {USER_KINDS}"
-        ),
-    );
-    Stage {
-        name: "u",
-        parts,
-        merge: None,
-        whole,
-    }
-}
-
-/// A statement that groups `e` by user (`{SETS(user_key)}`) as parts: its
-/// series a week at a time, then its totals over the whole range in one
-/// more pass grouped without intervals; their rows are put together.
-pub fn per_user(req: &KpiRequest, body: &str) -> Vec<Part> {
-    let mut parts: Vec<Part> = chunks(req, Chunking::Weeks)
-        .into_iter()
-        .map(|(from, to)| {
-            let chunk = KpiRequest {
-                from,
-                to,
-                ..req.clone()
-            };
-            Part::new(&chunk, body, Sets::Series)
-        })
+        .map(|(from, to)| Part::new(&within(req, from, to), body, Sets::Series))
         .collect();
     parts.push(Part::new(req, body, Sets::Totals));
     parts
 }
 
-/// `p`: per week, the series; then the totals over the whole range.
-fn holders(req: &KpiRequest) -> Stage {
+/// `u`: per week, the series; then the totals over the whole range.
+fn users(req: &KpiRequest) -> Stage {
     Stage {
-        name: "p",
-        parts: per_user(req, HOLDERS),
+        name: "u",
+        parts: series_and_totals(req, USERS),
         merge: None,
-        whole: statement(req, HOLDERS),
+        whole: statement(req, USERS),
     }
 }
 
-/// The shared tables `statements` read, in the order they must be made.
+/// `q`: series and totals in one statement. A quantile keeps every value
+/// of its groups: each sign-in's duration is held once per grouping set
+/// and quantile (six times with a breakdown). Cut into weeks plus a totals
+/// pass, it held a third less but took about one and a half times as
+/// long over ten million events.
+fn quantiles(req: &KpiRequest) -> Stage {
+    Stage {
+        name: "q",
+        parts: vec![Part::new(req, QUANTILES, Sets::Both)],
+        merge: None,
+        whole: statement(req, QUANTILES),
+    }
+}
+
+/// The shared tables `statements` read, in the order they must be made. A
+/// statement that names a table anywhere is taken to read it: a wider
+/// guess only makes a table that is not needed.
 pub fn stages(req: &KpiRequest, statements: &[&str]) -> Vec<Stage> {
-    let mut out = Vec::new();
-    let any = |name: &str| statements.iter().any(|sql| reads(sql, name));
-    if any("a") {
-        out.push(ceremonies(req));
-    }
-    if any("u") {
-        out.push(users(req));
-    }
-    if any("p") {
-        out.push(holders(req));
-    }
-    out
+    SHARED
+        .iter()
+        .filter(|t| statements.iter().any(|sql| mentions(sql, t.name)))
+        .map(|t| (t.make)(req))
+        .collect()
 }
 
 /// An in-memory table of `batches`, every column nullable (parts of one
@@ -402,10 +391,14 @@ mod tests {
         let s = |sql: &str| stages(&r, &[sql]);
         assert_eq!(s("SELECT * FROM a WHERE x").len(), 1);
         assert_eq!(s("SELECT * FROM u").len(), 1);
-        assert_eq!(s("SELECT * FROM p WHERE active").len(), 1);
+        assert_eq!(s("SELECT * FROM q WHERE n > 0").len(), 1);
         assert_eq!(s("SELECT * FROM x JOIN u ON true").len(), 1);
         assert!(s("SELECT * FROM auth_events").is_empty());
+        // Statements come whole: the common tables in front name none.
+        assert!(stages(&r, &[&statement(&r, "SELECT 1")]).is_empty());
+        assert_eq!(stages(&r, &[&statement(&r, "SELECT * FROM u")]).len(), 1);
         assert!(s("SELECT * FROM us").is_empty());
-        assert!(s("SELECT * FROM pp").is_empty());
+        assert!(s("SELECT * FROM qq").is_empty());
+        assert_eq!(s("SELECT * FROM a JOIN u ON true").len(), 2);
     }
 }
