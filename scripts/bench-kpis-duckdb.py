@@ -6,7 +6,7 @@
     target/duckdb/bin/python scripts/bench-kpis-duckdb.py target/kpi-bench target/kpi-sql
 
 `keyshift bench kpis --emit-sql DIR` writes the statements of one report:
-`_a.sql`, `_q.sql` and `_u.sql` (the shared tables, created first as
+`_a.sql`, `_c.sql`, `_q.sql` and `_u.sql` (the shared tables, created first as
 temporary tables)
 and one file per KPI. DuckDB reads the table's data files directly (the
 bench table is append-only, so every file under `event_date=*/` is live);

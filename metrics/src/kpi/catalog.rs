@@ -42,9 +42,15 @@
 //!   `duration_ms` of the successful sign-ins (`auth.succeeded`) that carry
 //!   it, by linear interpolation (`percentile_cont`), and their number `n`.
 //!
-//! `a`, `u` and `q` are computed once per report (one pass over the range
-//! each, `u` also over the history; the SQL is in [`super::stages`]) and
-//! then read by every KPI that needs them.
+//! - `c` — **events counted** by `event_type`, `recovery_channel` and
+//!   `kind` (`synced` or `device_bound` by the BE flag, for
+//!   `enrollment.succeeded`; else NULL), for the KPIs that count events:
+//!   recovery starts, support contacts, passkeys created. `n` events share
+//!   each combination; like `a`, it already holds the totals rows.
+//!
+//! `a`, `u`, `q` and `c` are computed once per report (one pass over the
+//! range each, `u` also over the history; the SQL is in
+//! [`super::stages`]) and then read by every KPI that needs them.
 //!
 //! `{SETS(x)}` stands for the grouping that yields the series and the
 //! totals in one pass: `GROUPING SETS ((b, g, x), (g, x), (x))` — a row
@@ -221,9 +227,9 @@ pub static CATALOG: &[Kpi] = &[
         key: Some("recovery channel"),
         reference: Some("resets: 2–4 per user per year"),
         sql: "WITH d AS (SELECT b, g, sum(n) AS den FROM u WHERE active GROUP BY b, g),
-                   m AS (SELECT b, g, recovery_channel, count(*) AS num FROM e
+                   m AS (SELECT b, g, recovery_channel, sum(n) AS num FROM c
                          WHERE event_type = 'recovery.started'
-                         GROUP BY {SETS(recovery_channel)})
+                         GROUP BY b, g, recovery_channel)
               SELECT m.b, m.g, m.recovery_channel AS k, m.num, coalesce(d.den, 0) AS den
               FROM m LEFT JOIN d ON (m.b IS NOT DISTINCT FROM d.b) AND (m.g IS NOT DISTINCT FROM d.g)",
     },
@@ -237,9 +243,9 @@ pub static CATALOG: &[Kpi] = &[
         key: Some("recovery channel"),
         reference: None,
         sql: "WITH d AS (SELECT b, g, sum(n) AS den FROM a WHERE succeeded GROUP BY b, g),
-                   m AS (SELECT b, g, recovery_channel, count(*) AS num FROM e
+                   m AS (SELECT b, g, recovery_channel, sum(n) AS num FROM c
                          WHERE event_type = 'recovery.started'
-                         GROUP BY {SETS(recovery_channel)})
+                         GROUP BY b, g, recovery_channel)
               SELECT m.b, m.g, m.recovery_channel AS k, m.num, coalesce(d.den, 0) AS den
               FROM m LEFT JOIN d ON (m.b IS NOT DISTINCT FROM d.b) AND (m.g IS NOT DISTINCT FROM d.g)",
     },
@@ -306,11 +312,10 @@ pub static CATALOG: &[Kpi] = &[
         denominator: "passkeys created",
         key: Some("synced | device_bound"),
         reference: None,
-        sql: "WITH c AS (SELECT b, g, CASE WHEN credential_backup_eligible THEN 'synced'
-                                             ELSE 'device_bound' END AS kind
-                         FROM e WHERE event_type = 'enrollment.succeeded'),
-                   d AS (SELECT b, g, count(*) AS den FROM c GROUP BY {SETS()}),
-                   m AS (SELECT b, g, kind, count(*) AS num FROM c GROUP BY {SETS(kind)})
+        sql: "WITH d AS (SELECT b, g, sum(n) AS den FROM c
+                         WHERE event_type = 'enrollment.succeeded' GROUP BY b, g),
+                   m AS (SELECT b, g, kind, sum(n) AS num FROM c
+                         WHERE event_type = 'enrollment.succeeded' GROUP BY b, g, kind)
               SELECT m.b, m.g, m.kind AS k, m.num, d.den
               FROM m JOIN d ON (m.b IS NOT DISTINCT FROM d.b) AND (m.g IS NOT DISTINCT FROM d.g)",
     },
@@ -341,8 +346,8 @@ pub static CATALOG: &[Kpi] = &[
         reference: None,
         sql: "WITH d AS (SELECT b, g, sum(n) AS den FROM a WHERE succeeded AND {SCOPED(b)}
                          GROUP BY b, g),
-                   m AS (SELECT b, g, count(*) AS num FROM e WHERE event_type = 'support.contacted'
-                         GROUP BY {SETS()})
+                   m AS (SELECT b, g, sum(n) AS num FROM c WHERE event_type = 'support.contacted'
+                         GROUP BY b, g)
               SELECT coalesce(d.b, m.b) AS b, coalesce(d.g, m.g) AS g, NULL AS k,
                      coalesce(m.num, 0) AS num, coalesce(d.den, 0) AS den
               FROM d FULL JOIN m ON (m.b IS NOT DISTINCT FROM d.b) AND (m.g IS NOT DISTINCT FROM d.g)",

@@ -393,7 +393,7 @@ pub fn kpi_statements(req: &KpiRequest, kpis: &[&'static Kpi]) -> Vec<(String, V
     kpis.iter()
         .map(|k| {
             let parts = if k.sql.contains("{SETS(user_key") {
-                super::stages::series_and_totals(req, k.sql)
+                super::stages::series_and_totals(req, k.sql, k.sql)
             } else {
                 vec![part(req, k.sql)]
             };

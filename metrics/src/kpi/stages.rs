@@ -1,6 +1,6 @@
 //! The shared tables `a` (sign-in ceremonies by kind), `u` (users by kind
-//! and by the passkeys they hold) and `q` (time-to-sign-in quantiles) that
-//! most KPIs read, computed once per report.
+//! and by the passkeys they hold), `q` (time-to-sign-in quantiles) and `c`
+//! (events counted by kind) that most KPIs read, computed once per report.
 //!
 //! Grouping ten million events by ceremony or by user at once needs more
 //! memory than a query may take, so both are computed a chunk of the range
@@ -17,6 +17,7 @@
 //!   as well, so a statement over `u` depends on every earlier day
 //!   ([`SHARED`]).
 //! - `q`: one pass over the range: a quantile does not add up over chunks.
+//! - `c`: like `a`, chunks summed (without the margin).
 
 use std::sync::Arc;
 
@@ -52,8 +53,23 @@ const CEREMONY: &str = "SELECT min(b) AS b, min(g) AS g, min(occurred_at) AS fir
           FROM e WHERE event_type LIKE 'auth.%'
           GROUP BY rp_id, coalesce(attempt_id, event_id)";
 
-/// One row per kind of user seen in an interval (any event with a user),
-/// counted in `n`:
+/// What a user's events of an interval say about them.
+const USER_FLAGS: &str = "bool_or(event_type = 'enrollment.offered') AS offered,
+                bool_or(event_type = 'enrollment.started') AS started,
+                bool_or(event_type = 'enrollment.succeeded') AS enrolled,
+                bool_or(event_type = 'enrollment.skipped') AS skipped,
+                bool_or(event_type = 'enrollment.failed') AS enroll_failed,
+                max(error_name) FILTER (WHERE event_type = 'enrollment.failed') AS enroll_error,
+                bool_or(event_type = 'auth.succeeded') AS active";
+
+/// [`USER_FLAGS`] of several rows of one user put together.
+const USER_FLAGS_AGAIN: &str = "bool_or(offered) AS offered, bool_or(started) AS started,
+                bool_or(enrolled) AS enrolled, bool_or(skipped) AS skipped,
+                bool_or(enroll_failed) AS enroll_failed, max(enroll_error) AS enroll_error,
+                bool_or(active) AS active";
+
+/// `u`: one row per kind of user seen in an interval (any event with a
+/// user), counted in `n`:
 /// - by the enrollment events and sign-ins of the interval: `offered`,
 ///   `started`, `enrolled`, `skipped`, `enroll_failed` (with
 ///   `enroll_error`, the largest name), `active` (a successful sign-in);
@@ -62,25 +78,31 @@ const CEREMONY: &str = "SELECT min(b) AS b, min(g) AS g, min(occurred_at) AS fir
 ///   (exactly one, every passkey created device-bound, and no recovery
 ///   method seen: no completed recovery, no recovery-code sign-in).
 ///
-/// One grouping of the events by user and one join with their history
-/// serve every user KPI. (`seen` is read once on purpose: DataFusion
-/// computes a common table once per reference, and computing it twice cost
-/// more than grouping the users without a history again after the join.)
-const USERS: &str = "WITH seen AS (SELECT b, g, user_key,
-                bool_or(event_type = 'enrollment.offered') AS offered,
-                bool_or(event_type = 'enrollment.started') AS started,
-                bool_or(event_type = 'enrollment.succeeded') AS enrolled,
-                bool_or(event_type = 'enrollment.skipped') AS skipped,
-                bool_or(event_type = 'enrollment.failed') AS enroll_failed,
-                max(error_name) FILTER (WHERE event_type = 'enrollment.failed') AS enroll_error,
-                bool_or(event_type = 'auth.succeeded') AS active
-              FROM e WHERE user_key IS NOT NULL
-              GROUP BY {SETS(user_key)}),
-         s AS (SELECT seen.b, seen.g, seen.user_key,
-                 bool_or(seen.offered) AS offered, bool_or(seen.started) AS started,
-                 bool_or(seen.enrolled) AS enrolled, bool_or(seen.skipped) AS skipped,
-                 bool_or(seen.enroll_failed) AS enroll_failed,
-                 max(seen.enroll_error) AS enroll_error, bool_or(seen.active) AS active,
+/// One grouping of the events by user (`seen`) and one join with their
+/// history serve every user KPI. `seen` is named once on purpose:
+/// DataFusion computes a common table once per reference, and computing it
+/// twice cost more than grouping the users without a history again after
+/// the join. For the `totals` with a breakdown, `{SETS(user_key)}` would
+/// group every event twice (per breakdown value, and over all of them):
+/// there the events are grouped by user once, and those far fewer rows
+/// grouped again.
+fn users_sql(totals: bool) -> String {
+    let seen = if totals {
+        format!(
+            "seen1 AS (SELECT b, g, user_key, {USER_FLAGS}
+                       FROM e WHERE user_key IS NOT NULL GROUP BY b, g, user_key),
+             seen AS (SELECT b, g, user_key, {USER_FLAGS_AGAIN}
+                      FROM seen1 GROUP BY {{SETS(user_key)}})"
+        )
+    } else {
+        format!(
+            "seen AS (SELECT b, g, user_key, {USER_FLAGS}
+                      FROM e WHERE user_key IS NOT NULL GROUP BY {{SETS(user_key)}})"
+        )
+    };
+    format!(
+        "WITH {seen},
+         s AS (SELECT seen.b, seen.g, seen.user_key, {USER_FLAGS_AGAIN},
                  coalesce(sum(CASE h.event_type WHEN 'enrollment.succeeded' THEN 1
                                                 WHEN 'credential.revoked' THEN -1
                                                 ELSE 0 END), 0) AS held,
@@ -89,14 +111,31 @@ const USERS: &str = "WITH seen AS (SELECT b, g, user_key,
                  coalesce(bool_or(h.event_type IN ('recovery.completed',
                                                    'auth.succeeded')), false) AS recovery
                FROM seen LEFT JOIN h ON seen.user_key = h.user_key
-                                        AND h.occurred_at < {END(seen.b)}
+                                        AND h.occurred_at < {{END(seen.b)}}
                GROUP BY seen.b, seen.g, seen.user_key)
-    SELECT b, g, offered, started, enrolled, skipped, enroll_failed, enroll_error, active,
-           held > 0 AS holds, held = 1 AND NOT synced AND NOT recovery AS at_risk,
-           count(*) AS n
-    FROM s
-    GROUP BY b, g, offered, started, enrolled, skipped, enroll_failed, enroll_error, active,
-             held > 0, held = 1 AND NOT synced AND NOT recovery";
+         SELECT b, g, offered, started, enrolled, skipped, enroll_failed, enroll_error, active,
+                held > 0 AS holds, held = 1 AND NOT synced AND NOT recovery AS at_risk,
+                count(*) AS n
+         FROM s
+         GROUP BY b, g, offered, started, enrolled, skipped, enroll_failed, enroll_error,
+                  active, held > 0, held = 1 AND NOT synced AND NOT recovery"
+    )
+}
+
+/// The columns of `c` the counts are kept by.
+const COUNTED: &str = "event_type, recovery_channel, kind";
+
+/// The events that KPIs count one by one, by kind: recovery starts (by
+/// channel), support contacts and passkeys created (`kind`: `synced` or
+/// `device_bound`, the BE flag).
+const COUNTS: &str = "SELECT b, g, event_type, recovery_channel,
+                 CASE WHEN event_type <> 'enrollment.succeeded' THEN NULL
+                      WHEN credential_backup_eligible THEN 'synced'
+                      ELSE 'device_bound' END AS kind,
+                 count(*) AS n
+          FROM e WHERE event_type IN ('recovery.started', 'support.contacted',
+                                      'enrollment.succeeded')
+          GROUP BY b, g, event_type, recovery_channel, kind";
 
 /// The median and 95th percentile of `duration_ms` of successful sign-ins,
 /// per method: one statement for both, so that the events are read once.
@@ -112,7 +151,7 @@ const QUANTILES: &str = "SELECT b, g, method,
 /// depends on every earlier day, and its cached result is keyed by all of
 /// them), and how it is made for a request.
 pub struct Shared {
-    /// `a`, `u` or `q`.
+    /// `a`, `u`, `q` or `c`.
     pub name: &'static str,
     /// Whether it reads `h`.
     pub history: bool,
@@ -120,7 +159,7 @@ pub struct Shared {
 }
 
 /// The shared tables, in the order they are made.
-pub const SHARED: [Shared; 3] = [
+pub const SHARED: [Shared; 4] = [
     Shared {
         name: "a",
         history: false,
@@ -136,6 +175,11 @@ pub const SHARED: [Shared; 3] = [
         history: false,
         make: quantiles,
     },
+    Shared {
+        name: "c",
+        history: false,
+        make: counts,
+    },
 ];
 
 /// A shared table: `parts` run in order and their rows put together; then,
@@ -144,8 +188,8 @@ pub const SHARED: [Shared; 3] = [
 /// (for other engines, in the bench).
 #[derive(Debug, Clone)]
 pub struct Stage {
-    /// The table's name in the KPI queries: `a` (ceremonies), `u` (users)
-    /// or `q` (quantiles).
+    /// The table's name in the KPI queries: `a` (ceremonies), `u` (users),
+    /// `q` (quantiles) or `c` (counted events).
     pub name: &'static str,
     /// Statements run one after the other (one per chunk of the range, plus the
     /// totals for `u`).
@@ -252,12 +296,14 @@ fn ceremonies(req: &KpiRequest) -> Stage {
 /// parts: its series a week at a time, then its totals over the whole
 /// range in one more pass grouped without intervals; their rows are put
 /// together.
-pub fn series_and_totals(req: &KpiRequest, body: &str) -> Vec<Part> {
+/// `totals` is the statement for the totals: `series`, or the same
+/// grouping written for that pass.
+pub fn series_and_totals(req: &KpiRequest, series: &str, totals: &str) -> Vec<Part> {
     let mut parts: Vec<Part> = chunks(req, Chunking::Weeks)
         .into_iter()
-        .map(|(from, to)| Part::new(&within(req, from, to), body, Sets::Series))
+        .map(|(from, to)| Part::new(&within(req, from, to), series, Sets::Series))
         .collect();
-    parts.push(Part::new(req, body, Sets::Totals));
+    parts.push(Part::new(req, totals, Sets::Totals));
     parts
 }
 
@@ -265,9 +311,9 @@ pub fn series_and_totals(req: &KpiRequest, body: &str) -> Vec<Part> {
 fn users(req: &KpiRequest) -> Stage {
     Stage {
         name: "u",
-        parts: series_and_totals(req, USERS),
+        parts: series_and_totals(req, &users_sql(false), &users_sql(true)),
         merge: None,
-        whole: statement(req, USERS),
+        whole: statement(req, &users_sql(false)),
     }
 }
 
@@ -282,6 +328,28 @@ fn quantiles(req: &KpiRequest) -> Stage {
         parts: vec![Part::new(req, QUANTILES, Sets::Both)],
         merge: None,
         whole: statement(req, QUANTILES),
+    }
+}
+
+/// `c`: half a week at a time, like `a` (without its margin: an event is
+/// counted where it falls), then summed into the series and totals.
+fn counts(req: &KpiRequest) -> Stage {
+    Stage {
+        name: "c",
+        parts: chunks(req, Chunking::HalfWeeks)
+            .into_iter()
+            .map(|(from, to)| Part::new(&within(req, from, to), COUNTS, Sets::Both))
+            .collect(),
+        merge: Some(statement(
+            req,
+            &format!("SELECT b, g, {COUNTED}, sum(n) AS n FROM c0 GROUP BY {{SETS({COUNTED})}}"),
+        )),
+        whole: statement(
+            req,
+            &format!(
+                "SELECT b, g, {COUNTED}, sum(n) AS n FROM ({COUNTS}) GROUP BY {{SETS({COUNTED})}}"
+            ),
+        ),
     }
 }
 
