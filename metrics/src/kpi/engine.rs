@@ -177,8 +177,8 @@ pub fn statement_with(req: &KpiRequest, sql: &str, mode: Sets) -> String {
 
 /// Runs `statements` in one admission slot of the ad-hoc lane, one after
 /// the other, and returns each one's batches. A part whose result is
-/// cached for the files it reads is not run; the shared tables (`a`, `u`, `q`)
-/// are computed first, once, if a part that must run reads them.
+/// cached for the files it reads is not run; the shared tables (`a`, `u`,
+/// `q`, `c`) are computed first, once, if a part that must run reads them.
 pub async fn run_all(
     engine: &QueryEngine,
     req: &KpiRequest,
@@ -387,8 +387,8 @@ pub fn step_rows(batches: &[RecordBatch], columns: &[&str]) -> Result<Vec<StepRo
 /// The statements of `kpis`, named.
 ///
 /// A KPI that groups the events of `e` by user (`{SETS(user_key)}`) is
-/// split like the shared tables ([`super::stages::series_and_totals`]). The others
-/// group few values (or read the shared tables) and run once.
+/// split like the shared tables ([`super::stages::series_and_totals`]).
+/// The others group few values (or read the shared tables) and run once.
 pub fn kpi_statements(req: &KpiRequest, kpis: &[&'static Kpi]) -> Vec<(String, Vec<Part>)> {
     kpis.iter()
         .map(|k| {

@@ -31,7 +31,7 @@ pub struct Part {
     pub from: Option<NaiveDate>,
     /// The last day read.
     pub to: NaiveDate,
-    /// Whether it reads a shared table (`a`, `u`, `q`), whose definitions
+    /// Whether it reads a shared table (`a`, `u`, `q`, `c`), whose definitions
     /// are then part of its key too.
     pub shared: bool,
 }
