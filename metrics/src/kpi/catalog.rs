@@ -56,10 +56,7 @@
 //! totals in one pass: `GROUPING SETS ((b, g, x), (g, x), (x))` — a row
 //! with `b` NULL is a total over the range, with `g` NULL a total over all
 //! breakdown values. `{END(t)}` is the end of the interval starting at `t`
-//! (the range's end for totals, never past `to`). `{SCOPED(t)}` keeps the
-//! rows of `a` or `u` that belong with the `e` rows of the same pass (a KPI
-//! that groups `e` runs once per chunk of the range, and once for the
-//! totals: see [`super::stages`]). Every query returns
+//! (the range's end for totals, never past `to`). Every query returns
 //! `b, g, k, num, den`: interval, breakdown value, key (NULL for unkeyed
 //! KPIs) and the numerator and denominator, counted in the KPI's unit.
 
@@ -344,8 +341,7 @@ pub static CATALOG: &[Kpi] = &[
         denominator: "successful sign-in ceremonies, any method",
         key: None,
         reference: None,
-        sql: "WITH d AS (SELECT b, g, sum(n) AS den FROM a WHERE succeeded AND {SCOPED(b)}
-                         GROUP BY b, g),
+        sql: "WITH d AS (SELECT b, g, sum(n) AS den FROM a WHERE succeeded GROUP BY b, g),
                    m AS (SELECT b, g, sum(n) AS num FROM c WHERE event_type = 'support.contacted'
                          GROUP BY b, g)
               SELECT coalesce(d.b, m.b) AS b, coalesce(d.g, m.g) AS g, NULL AS k,

@@ -133,17 +133,6 @@ pub fn expand(sql: &str, req: &KpiRequest, mode: Sets) -> String {
                 sets.push(set(if mode == Sets::Totals { &["b"] } else { &[] }));
             }
             out.push_str(&format!("GROUPING SETS ({})", sets.join(", ")));
-        } else if let Some(col) = inner.strip_prefix("SCOPED(") {
-            out.push_str(&match mode {
-                Sets::Both => "TRUE".to_owned(),
-                Sets::Totals => format!("{col} IS NULL"),
-                Sets::Series => format!(
-                    "({col} >= date_trunc('{}', {}) AND {col} < {})",
-                    req.interval.as_str(),
-                    ts(req.from),
-                    ts(req.to)
-                ),
-            });
         } else if let Some(t) = inner.strip_prefix("END(") {
             let to = ts(req.to);
             let next = format!("{t} + {}", req.interval.sql_interval());
@@ -384,20 +373,12 @@ pub fn step_rows(batches: &[RecordBatch], columns: &[&str]) -> Result<Vec<StepRo
     Ok(out)
 }
 
-/// The statements of `kpis`, named.
-///
-/// A KPI that groups the events of `e` by user (`{SETS(user_key)}`) is
-/// split like the shared tables ([`super::stages::series_and_totals`]).
-/// The others group few values (or read the shared tables) and run once.
+/// The statements of `kpis`, named: one part each. None groups the events
+/// by user itself (`{SETS(user_key)}`; a unit test of `stages` holds the
+/// catalogue to it): distinct users come from `u`, made a chunk at a time
+/// within the memory limit.
 pub fn kpi_statements(req: &KpiRequest, kpis: &[&'static Kpi]) -> Vec<(String, Vec<Part>)> {
     kpis.iter()
-        .map(|k| {
-            let parts = if k.sql.contains("{SETS(user_key") {
-                super::stages::series_and_totals(req, k.sql, k.sql)
-            } else {
-                vec![part(req, k.sql)]
-            };
-            (k.name.to_owned(), parts)
-        })
+        .map(|k| (k.name.to_owned(), vec![part(req, k.sql)]))
         .collect()
 }

@@ -298,7 +298,7 @@ fn ceremonies(req: &KpiRequest) -> Stage {
 /// together.
 /// `totals` is the statement for the totals: `series`, or the same
 /// grouping written for that pass.
-pub fn series_and_totals(req: &KpiRequest, series: &str, totals: &str) -> Vec<Part> {
+fn series_and_totals(req: &KpiRequest, series: &str, totals: &str) -> Vec<Part> {
     let mut parts: Vec<Part> = chunks(req, Chunking::Weeks)
         .into_iter()
         .map(|(from, to)| Part::new(&within(req, from, to), series, Sets::Series))
@@ -451,6 +451,15 @@ mod tests {
             ["02 00..04 00"]
         );
         assert!(days("from=2026-11-04T00:00:00Z&to=2026-11-04T00:00:00Z").is_empty());
+    }
+
+    #[test]
+    fn no_kpi_groups_the_events_by_user_itself() {
+        // It would run as one pass over the whole range: over ten million
+        // events, more than a query's memory. Users go through `u`.
+        for k in crate::kpi::CATALOG {
+            assert!(!k.sql.contains("SETS(user_key"), "{}", k.name);
+        }
     }
 
     #[test]
