@@ -274,10 +274,7 @@ fn ceremonies(req: &KpiRequest) -> Stage {
             Part::new(&wide, &sql, Sets::Both)
         })
         .collect();
-    let merge = statement(
-        req,
-        &format!("SELECT b, g, {KINDS}, sum(n) AS n FROM a0 GROUP BY {{SETS({KINDS})}}"),
-    );
+    let merge = sums(req, "a0", KINDS);
     let whole = statement(
         req,
         &format!(
@@ -340,17 +337,19 @@ fn counts(req: &KpiRequest) -> Stage {
             .into_iter()
             .map(|(from, to)| Part::new(&within(req, from, to), COUNTS, Sets::Both))
             .collect(),
-        merge: Some(statement(
-            req,
-            &format!("SELECT b, g, {COUNTED}, sum(n) AS n FROM c0 GROUP BY {{SETS({COUNTED})}}"),
-        )),
-        whole: statement(
-            req,
-            &format!(
-                "SELECT b, g, {COUNTED}, sum(n) AS n FROM ({COUNTS}) GROUP BY {{SETS({COUNTED})}}"
-            ),
-        ),
+        merge: Some(sums(req, "c0", COUNTED)),
+        whole: sums(req, &format!("({COUNTS})"), COUNTED),
     }
+}
+
+/// The counts `n` of `rows` summed by `columns`, into the series and the
+/// totals: how the chunks of a table whose counts add up (`a`, `c`) are
+/// put together.
+fn sums(req: &KpiRequest, rows: &str, columns: &str) -> String {
+    statement(
+        req,
+        &format!("SELECT b, g, {columns}, sum(n) AS n FROM {rows} GROUP BY {{SETS({columns})}}"),
+    )
 }
 
 /// The shared tables `statements` read, in the order they must be made. A
