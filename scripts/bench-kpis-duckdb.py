@@ -10,7 +10,7 @@
 temporary tables)
 and one file per KPI. DuckDB reads the table's data files directly (the
 bench table is append-only, so every file under `event_date=*/` is live);
-its SQL differs from DataFusion's in one function, translated below.
+its SQL differs from DataFusion's in two expressions, translated below.
 Prints the cold run (first after connecting) and warm runs, in ms.
 """
 import pathlib
@@ -23,9 +23,19 @@ import duckdb
 DUCKDB_VERSION = "2.0.1"
 
 
+UNITS = {"1 hour": "hour", "1 day": "day", "7 days": "week"}
+
+
 def translate(sql: str) -> str:
     # DataFusion's to_timestamp_micros(N) → DuckDB's timestamp with time zone.
-    return re.sub(r"to_timestamp_micros\((\d+)\)", r"make_timestamp(\1::BIGINT)::TIMESTAMPTZ", sql)
+    sql = re.sub(r"to_timestamp_micros\((\d+)\)", r"make_timestamp(\1::BIGINT)::TIMESTAMPTZ", sql)
+    # keyshift's interval start (date_bin from a Monday, cast back to
+    # microseconds) → DuckDB's own date_trunc, the same buckets in UTC.
+    return re.sub(
+        r"arrow_cast\(date_bin\(INTERVAL '([^']+)', occurred_at, TIMESTAMP '[^']+'\),\s*'[^']+'\)",
+        lambda m: f"date_trunc('{UNITS[m.group(1)]}', occurred_at)",
+        sql,
+    )
 
 
 def run(con, sql_dir: pathlib.Path) -> dict:

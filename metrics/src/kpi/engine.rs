@@ -15,7 +15,7 @@ use keyshift_store::{Lane, QueryEngine, StoreError};
 
 use super::catalog::Kpi;
 pub use super::parts::{Part, part};
-use super::request::{By, KpiRequest};
+use super::request::{By, Interval, KpiRequest};
 use crate::{MetricsError, Result};
 
 /// One row of a KPI or exits query: interval start (`None`: the whole
@@ -57,7 +57,7 @@ fn prelude(req: &KpiRequest, sets: Sets) -> String {
         .map(|r| format!("rp_id = {} AND ", quote(r)))
         .unwrap_or_default();
     let g = match req.by {
-        None => "'all'".to_owned(),
+        None => NO_BREAKDOWN.to_owned(),
         Some(By::Variant) => "coalesce(rollout_variant, 'none')".to_owned(),
         Some(by) => format!("coalesce(CAST({} AS VARCHAR), 'unknown')", by.column()),
     };
@@ -80,12 +80,33 @@ fn prelude(req: &KpiRequest, sets: Sets) -> String {
              AND (event_type IN ('enrollment.succeeded', 'credential.revoked', 'recovery.completed')
                   OR (event_type = 'auth.succeeded' AND method = 'recovery_code')))",
         b = match sets {
-            // Totals only: no interval; a NULL of the timestamp's type.
-            Sets::Totals => "to_timestamp_micros(CAST(NULL AS BIGINT))".to_owned(),
-            Sets::Both | Sets::Series => {
-                format!("date_trunc('{}', occurred_at)", req.interval.as_str())
-            }
+            Sets::Totals => NO_INTERVAL.to_owned(),
+            Sets::Both | Sets::Series => bucket(req.interval),
         },
+    )
+}
+
+/// `g` without a breakdown.
+pub(crate) const NO_BREAKDOWN: &str = "'all'";
+
+/// `b` of the totals: no interval; a NULL of the timestamp's type.
+pub(crate) const NO_INTERVAL: &str = "to_timestamp_micros(CAST(NULL AS BIGINT))";
+
+/// The start of the interval `occurred_at` falls in, as a timestamp of the
+/// column's type (microseconds, UTC).
+///
+/// `date_bin` from a Monday midnight, not `date_trunc`: both give the same
+/// buckets in UTC (no daylight saving; a week starts on Monday), but
+/// `date_trunc` converts every timestamp through its time zone, which cost
+/// about 240 ns an event, a quarter of a ceremony chunk's time over ten
+/// million events, against a few nanoseconds for `date_bin`'s arithmetic.
+/// `date_bin` answers in nanoseconds; the cast keeps `b` in the column's
+/// unit.
+pub(crate) fn bucket(interval: Interval) -> String {
+    format!(
+        "arrow_cast(date_bin({}, occurred_at, TIMESTAMP '1970-01-05T00:00:00Z'), \
+         'Timestamp(Microsecond, Some(\"UTC\"))')",
+        interval.sql_interval()
     )
 }
 

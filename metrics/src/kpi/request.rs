@@ -39,7 +39,7 @@ impl Interval {
         }
     }
 
-    /// The name, as in `interval=` and as DataFusion's `date_trunc` unit.
+    /// The name, as in `interval=`.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Hour => "hour",

@@ -27,7 +27,7 @@ use datafusion::arrow::datatypes::{Field, Schema};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::datasource::MemTable;
 
-use super::engine::{Part, Sets, statement};
+use super::engine::{NO_BREAKDOWN, NO_INTERVAL, Part, Sets, statement};
 use super::parts::mentions;
 use super::request::{Interval, KpiRequest};
 use datafusion::error::DataFusionError;
@@ -82,23 +82,33 @@ const USER_FLAGS_AGAIN: &str = "bool_or(offered) AS offered, bool_or(started) AS
 /// history serve every user KPI. `seen` is named once on purpose:
 /// DataFusion computes a common table once per reference, and computing it
 /// twice cost more than grouping the users without a history again after
-/// the join. For the `totals` with a breakdown, `{SETS(user_key)}` would
-/// group every event twice (per breakdown value, and over all of them):
-/// there the events are grouped by user once, and those far fewer rows
+/// the join.
+///
+/// The totals (`totals`: `Some(whether there is a breakdown)`) are grouped
+/// without `b`, which is NULL throughout, and without `g` when there is no
+/// breakdown (`'all'` throughout): DataFusion takes a constant grouping
+/// column for a sort order and groups in its partially sorted mode, which
+/// made this pass over ten million events 1.5 times as long (3.6 s against
+/// 2.1 s; `'all'`: 3.2 s against 2.3 s). With a breakdown, `{SETS(user_key)}`
+/// would group every event twice (per breakdown value, and over all of
+/// them): the events are grouped by user once, and those far fewer rows
 /// grouped again.
-fn users_sql(totals: bool) -> String {
-    let seen = if totals {
-        format!(
-            "seen1 AS (SELECT b, g, user_key, {USER_FLAGS}
-                       FROM e WHERE user_key IS NOT NULL GROUP BY b, g, user_key),
-             seen AS (SELECT b, g, user_key, {USER_FLAGS_AGAIN}
-                      FROM seen1 GROUP BY {{SETS(user_key)}})"
-        )
-    } else {
-        format!(
+fn users_sql(totals: Option<bool>) -> String {
+    let seen = match totals {
+        None => format!(
             "seen AS (SELECT b, g, user_key, {USER_FLAGS}
                       FROM e WHERE user_key IS NOT NULL GROUP BY {{SETS(user_key)}})"
-        )
+        ),
+        Some(true) => format!(
+            "seen1 AS (SELECT g, user_key, {USER_FLAGS}
+                       FROM e WHERE user_key IS NOT NULL GROUP BY g, user_key),
+             seen AS (SELECT {NO_INTERVAL} AS b, g, user_key, {USER_FLAGS_AGAIN}
+                      FROM seen1 GROUP BY GROUPING SETS ((g, user_key), (user_key)))"
+        ),
+        Some(false) => format!(
+            "seen AS (SELECT {NO_INTERVAL} AS b, {NO_BREAKDOWN} AS g, user_key, {USER_FLAGS}
+                      FROM e WHERE user_key IS NOT NULL GROUP BY user_key)"
+        ),
     };
     format!(
         "WITH {seen},
@@ -308,9 +318,9 @@ fn series_and_totals(req: &KpiRequest, series: &str, totals: &str) -> Vec<Part> 
 fn users(req: &KpiRequest) -> Stage {
     Stage {
         name: "u",
-        parts: series_and_totals(req, &users_sql(false), &users_sql(true)),
+        parts: series_and_totals(req, &users_sql(None), &users_sql(Some(req.by.is_some()))),
         merge: None,
-        whole: statement(req, &users_sql(false)),
+        whole: statement(req, &users_sql(None)),
     }
 }
 
