@@ -50,7 +50,8 @@
 //!
 //! `a`, `u`, `q` and `c` are computed once per report (one pass over the
 //! range each, `u` also over the history; the SQL is in
-//! [`super::stages`]) and then read by every KPI that needs them.
+//! [`super::stages`], `u`'s in `users.rs`) and then read by every KPI that
+//! needs them.
 //!
 //! `{SETS(x)}` stands for the grouping that yields the series and the
 //! totals in one pass: `GROUPING SETS ((b, g, x), (g, x), (x))` — a row

@@ -97,9 +97,9 @@ pub(crate) const NO_INTERVAL: &str = "to_timestamp_micros(CAST(NULL AS BIGINT))"
 ///
 /// `date_bin` from a Monday midnight, not `date_trunc`: both give the same
 /// buckets in UTC (no daylight saving; a week starts on Monday), but
-/// `date_trunc` converts every timestamp through its time zone, which cost
-/// about 240 ns an event, a quarter of a ceremony chunk's time over ten
-/// million events, against a few nanoseconds for `date_bin`'s arithmetic.
+/// `date_trunc` converts every timestamp through its time zone, about
+/// 240 ns of CPU an event (a query bucketing ten million events took 1.5 s
+/// with it, 0.4 s with `date_bin`; a ceremony chunk an eighth less).
 /// `date_bin` answers in nanoseconds; the cast keeps `b` in the column's
 /// unit.
 pub(crate) fn bucket(interval: Interval) -> String {

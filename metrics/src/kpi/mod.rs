@@ -11,6 +11,7 @@ pub mod report;
 pub mod request;
 pub mod stages;
 mod text;
+mod users;
 
 use chrono::{DateTime, Utc};
 use keyshift_store::QueryEngine;
