@@ -360,6 +360,26 @@ mod tests {
     }
 
     #[test]
+    fn totals_are_not_grouped_by_their_constant_interval() {
+        // `b` is NULL in the totals; grouping by it would put DataFusion's
+        // grouping in its slower partially sorted mode.
+        use crate::kpi::engine::expand;
+        let by = req("from=2026-11-02T00:00:00Z&to=2026-11-04T00:00:00Z&by=platform");
+        assert_eq!(
+            expand("{SETS(x)}", &by, Sets::Totals),
+            "GROUPING SETS ((g, x), (x))"
+        );
+        assert_eq!(
+            expand("{SETS(x)}", &by, Sets::Both),
+            "GROUPING SETS ((b, g, x), (g, x), (x))"
+        );
+        assert_eq!(
+            expand("{SETS(x)}", &by, Sets::Series),
+            "GROUPING SETS ((b, g, x))"
+        );
+    }
+
+    #[test]
     fn no_kpi_groups_the_events_by_user_itself() {
         // It would run as one pass over the whole range: over ten million
         // events, more than a query's memory. Users go through `u`.

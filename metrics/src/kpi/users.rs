@@ -78,7 +78,7 @@ fn users_sql(rows: UserRows) -> String {
             "seen1 AS (SELECT g, user_key, {USER_FLAGS}
                        FROM e WHERE user_key IS NOT NULL GROUP BY g, user_key),
              seen AS (SELECT {NO_INTERVAL} AS b, g, user_key, {USER_FLAGS_AGAIN}
-                      FROM seen1 GROUP BY GROUPING SETS ((g, user_key), (user_key)))"
+                      FROM seen1 GROUP BY {{SETS(user_key)}})"
         ),
         UserRows::Series { .. } | UserRows::Totals { .. } => format!(
             "seen AS (SELECT {} AS b, {} AS g, user_key, {USER_FLAGS}
