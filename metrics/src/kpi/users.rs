@@ -36,7 +36,8 @@ const USER_FLAGS_AGAIN: &str = "bool_or(offered) AS offered, bool_or(started) AS
 /// history serve every user KPI. `seen` is named once on purpose:
 /// DataFusion computes a common table once per reference, and computing it
 /// twice cost more than grouping the users without a history again after
-/// the join.
+/// the join. The join is written `h RIGHT JOIN seen` so that its hash table
+/// holds the history, the smaller side (KPI sessions keep joins as written).
 fn users_sql(rows: UserRows) -> String {
     // `b` and `g` are grouped by only where they vary. DataFusion takes a
     // constant grouping column for a sort order and groups in its partially
@@ -98,8 +99,8 @@ fn users_sql(rows: UserRows) -> String {
                                   AND h.credential_backup_eligible), false) AS synced,
                  coalesce(bool_or(h.event_type IN ('recovery.completed',
                                                    'auth.succeeded')), false) AS recovery
-               FROM seen LEFT JOIN h ON seen.user_key = h.user_key
-                                        AND h.occurred_at < {{END(seen.b)}}
+               FROM h RIGHT JOIN seen ON seen.user_key = h.user_key
+                                           AND h.occurred_at < {{END(seen.b)}}
                GROUP BY {}seen.user_key)
          SELECT {} AS b, {} AS g, offered, started, enrolled, skipped, enroll_failed,
                 enroll_error, active,
