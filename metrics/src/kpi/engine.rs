@@ -9,11 +9,14 @@ use datafusion::arrow::array::{Array, Float64Array, Int64Array, StringArray};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, TimeUnit};
 use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::prelude::SessionContext;
 use keyshift_store::query::{collect, plan};
 use keyshift_store::result_cache::CachedResult;
 use keyshift_store::{Lane, QueryEngine, StoreError};
 
 use super::catalog::Kpi;
+pub use super::history::{HISTORY_TABLE, History};
+use super::history::{Reading, history};
 pub use super::parts::{Part, part};
 use super::request::{By, Interval, KpiRequest};
 use crate::{MetricsError, Result};
@@ -34,11 +37,11 @@ pub struct Row {
     pub den: i64,
 }
 
-fn quote(s: &str) -> String {
+pub(super) fn quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
 }
 
-fn ts(t: DateTime<Utc>) -> String {
+pub(super) fn ts(t: DateTime<Utc>) -> String {
     format!("to_timestamp_micros({})", t.timestamp_micros())
 }
 
@@ -49,36 +52,39 @@ pub fn days(req: &KpiRequest) -> (NaiveDate, NaiveDate) {
     (req.from.date_naive(), last.date_naive())
 }
 
-/// The common tables `e` and `h` (documented in [`super::catalog`]).
-fn prelude(req: &KpiRequest, sets: Sets) -> String {
-    let rp = req
-        .rp_id
+/// `rp_id = '…' AND `, or nothing for all relying parties.
+pub(super) fn rp_filter(req: &KpiRequest) -> String {
+    req.rp_id
         .as_deref()
         .map(|r| format!("rp_id = {} AND ", quote(r)))
-        .unwrap_or_default();
+        .unwrap_or_default()
+}
+
+/// The common tables `e` and `h` (documented in [`super::catalog`]).
+fn prelude(req: &KpiRequest, sets: Sets, from: History) -> String {
+    let rp = rp_filter(req);
     let g = match req.by {
         None => NO_BREAKDOWN.to_owned(),
         Some(By::Variant) => "coalesce(rollout_variant, 'none')".to_owned(),
         Some(by) => format!("coalesce(CAST({} AS VARCHAR), 'unknown')", by.column()),
     };
-    let (from, to) = (ts(req.from), ts(req.to));
+    let (from_ts, to) = (ts(req.from), ts(req.to));
     // event_date (the partition column) bounds the files read; occurred_at
     // the rows.
     let (first, last) = days(req);
     let (from_day, to_day) = (quote(&first.to_string()), quote(&last.to_string()));
+    let h = match from {
+        History::Scan => history(req),
+        History::Table => format!("SELECT * FROM {HISTORY_TABLE} WHERE occurred_at < {to}"),
+    };
     format!(
         "WITH e AS (
            SELECT *, {b} AS b, {g} AS g
            FROM auth_events
-           WHERE {rp}occurred_at >= {from} AND occurred_at < {to}
+           WHERE {rp}occurred_at >= {from_ts} AND occurred_at < {to}
              AND event_date >= CAST({from_day} AS DATE) AND event_date <= CAST({to_day} AS DATE)),
          h AS (
-           SELECT user_key, occurred_at, event_type, credential_backup_eligible
-           FROM auth_events
-           WHERE {rp}occurred_at < {to} AND event_date <= CAST({to_day} AS DATE)
-             AND user_key IS NOT NULL
-             AND (event_type IN ('enrollment.succeeded', 'credential.revoked', 'recovery.completed')
-                  OR (event_type = 'auth.succeeded' AND method = 'recovery_code')))",
+           {h})",
         b = match sets {
             Sets::Totals => NO_INTERVAL.to_owned(),
             Sets::Both | Sets::Series => bucket(req.interval),
@@ -176,16 +182,17 @@ pub fn expand(sql: &str, req: &KpiRequest, mode: Sets) -> String {
 /// The whole statement for one KPI query: the prelude, then the query's own
 /// common tables, if any, then its SELECT.
 pub fn statement(req: &KpiRequest, sql: &str) -> String {
-    statement_with(req, sql, Sets::Both)
+    statement_with(req, sql, Sets::Both, History::Scan)
 }
 
-/// [`statement`] making only the `mode` rows.
-pub fn statement_with(req: &KpiRequest, sql: &str, mode: Sets) -> String {
+/// [`statement`] making only the `mode` rows, reading `h` `from`.
+pub fn statement_with(req: &KpiRequest, sql: &str, mode: Sets, from: History) -> String {
     let body = expand(sql, req, mode);
     let body = body.trim_start();
+    let prelude = prelude(req, mode, from);
     match body.strip_prefix("WITH ") {
-        Some(rest) => format!("{},\n{rest}", prelude(req, mode)),
-        None => format!("{}\n{body}", prelude(req, mode)),
+        Some(rest) => format!("{prelude},\n{rest}"),
+        None => format!("{prelude}\n{body}"),
     }
 }
 
@@ -236,6 +243,9 @@ pub async fn run_all(
                 .filter(|(_, hit)| hit.is_none())
                 .map(|(p, _)| p.sql.as_str())
                 .collect();
+            // The report's history: read when the first part that reads it
+            // must run.
+            let mut history = Reading::new(&req);
             // Only the shared tables that a statement still to run reads.
             let needed = stages.into_iter().filter(|stage| {
                 to_run
@@ -247,10 +257,8 @@ pub async fn run_all(
                 let mut parts = Vec::new();
                 let mut schema = None;
                 for part in &stage.parts {
-                    let result = cache
-                        .run(&ctx, name, part)
-                        .await
-                        .map_err(|e| tag(name, e))?;
+                    let hit = cache.get(part);
+                    let result = result_of(&ctx, &cache, &mut history, name, part, hit).await?;
                     schema.get_or_insert_with(|| result.schema.as_ref().clone());
                     parts.extend(result.batches.iter().cloned());
                 }
@@ -269,13 +277,7 @@ pub async fn run_all(
             for ((name, parts), hits) in statements.iter().zip(found) {
                 let mut batches = Vec::new();
                 for (part, hit) in parts.iter().zip(hits) {
-                    let result = match hit {
-                        Some(r) => r,
-                        None => cache
-                            .compute(&ctx, name, part)
-                            .await
-                            .map_err(|e| tag(name, e))?,
-                    };
+                    let result = result_of(&ctx, &cache, &mut history, name, part, hit).await?;
                     batches.extend(result.batches.iter().cloned());
                 }
                 out.push(batches);
@@ -290,6 +292,27 @@ pub async fn run_all(
         StoreError::Query(q) => MetricsError::Kpi(q.to_string()),
         other => MetricsError::Store(other),
     })
+}
+
+/// A part's result: `hit`, or run now (after the history, if it reads it).
+async fn result_of(
+    ctx: &SessionContext,
+    cache: &super::parts::Cache,
+    history: &mut Reading,
+    name: &str,
+    part: &Part,
+    hit: Option<Arc<CachedResult>>,
+) -> keyshift_store::Result<Arc<CachedResult>> {
+    if let Some(hit) = hit {
+        return Ok(hit);
+    }
+    if part.reads_h {
+        history.ensure(ctx).await.map_err(|e| tag("history", e))?;
+    }
+    cache
+        .compute(ctx, name, part)
+        .await
+        .map_err(|e| tag(name, e))
 }
 
 fn tag(name: &str, e: StoreError) -> StoreError {

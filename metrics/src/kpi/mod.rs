@@ -6,6 +6,7 @@
 pub mod catalog;
 pub mod engine;
 pub mod funnel;
+mod history;
 mod parts;
 pub mod report;
 pub mod request;

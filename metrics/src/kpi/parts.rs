@@ -16,7 +16,7 @@ use keyshift_store::schema::EVENT_DATE;
 use keyshift_store::{AUTH_EVENTS, ResultCache, Tables};
 use tracing::{debug, warn};
 
-use super::engine::{Sets, days, statement_with};
+use super::engine::{History, Sets, days, statement_with};
 use super::request::KpiRequest;
 use super::stages::SHARED;
 
@@ -34,6 +34,9 @@ pub struct Part {
     /// Whether it reads a shared table (`a`, `u`, `q`, `c`), whose definitions
     /// are then part of its key too.
     pub shared: bool,
+    /// Whether it reads `h` itself, from the report's history table
+    /// ([`History::Table`]), which must then be there when it runs.
+    pub reads_h: bool,
 }
 
 impl Part {
@@ -44,13 +47,19 @@ impl Part {
         // Fail safe: a body naming `h`, or a shared table made from it,
         // anywhere is taken to read all of history (a wider key is only
         // less reuse, never staleness).
-        let history =
-            mentions(body, "h") || SHARED.iter().any(|t| t.history && mentions(body, t.name));
+        let reads_h = mentions(body, "h");
+        let history = reads_h || SHARED.iter().any(|t| t.history && mentions(body, t.name));
+        let from = if reads_h {
+            History::Table
+        } else {
+            History::Scan
+        };
         Self {
             from: (!history).then_some(first),
             to: last,
             shared: SHARED.iter().any(|t| mentions(body, t.name)),
-            sql: statement_with(req, body, mode),
+            reads_h,
+            sql: statement_with(req, body, mode, from),
         }
     }
 }
@@ -120,20 +129,6 @@ impl Cache {
         cache.get(&key)
     }
 
-    /// The part's result: cached, or run now and kept. `name` (the KPI's
-    /// or shared table's) is for the log only.
-    pub(super) async fn run(
-        &self,
-        ctx: &SessionContext,
-        name: &str,
-        part: &Part,
-    ) -> keyshift_store::Result<Arc<CachedResult>> {
-        match self.get(part) {
-            Some(hit) => Ok(hit),
-            None => self.compute(ctx, name, part).await,
-        }
-    }
-
     /// Runs the part and keeps its result (as one batch that owns its
     /// rows: results are small, and a slice would be counted, and kept
     /// alive, with its whole parent buffer).
@@ -182,6 +177,34 @@ mod tests {
         assert!(mentions("from H", "h"));
         assert!(mentions("FROM e,\n h", "h"));
         assert!(!mentions("FROM held JOIN hh", "h"));
+    }
+
+    #[test]
+    fn parts_read_the_reports_history_and_standalone_statements_scan_it() {
+        use crate::kpi::engine::{HISTORY_TABLE, statement};
+        let req =
+            crate::kpi::RawParams::from_query("from=2026-11-02T00:00:00Z&to=2026-11-20T00:00:00Z")
+                .expect("params")
+                .check(chrono::Utc::now())
+                .expect("request");
+        let stages = super::super::stages::stages(&req, &["SELECT * FROM u"]);
+        let u = &stages[0];
+        // Three weeks and the totals, each cut at its own end.
+        assert_eq!(u.parts.len(), 4);
+        for p in &u.parts {
+            assert!(p.reads_h && mentions(&p.sql, HISTORY_TABLE), "{}", p.sql);
+        }
+        assert!(u.parts[0].sql.contains(&format!(
+            "FROM {HISTORY_TABLE} WHERE occurred_at < to_timestamp_micros(1794182400000000)"
+        )));
+        // What other engines run stands alone.
+        assert!(!mentions(&u.whole, HISTORY_TABLE));
+        let counts = Part::new(&req, "SELECT count(*) FROM e", Sets::Both);
+        assert!(!counts.reads_h && !mentions(&counts.sql, HISTORY_TABLE));
+        assert!(!mentions(
+            &statement(&req, "SELECT * FROM h"),
+            HISTORY_TABLE
+        ));
     }
 
     #[test]
