@@ -14,8 +14,9 @@
 //! - `u`: users per interval come from their chunk; distinct users over
 //!   the whole range (the totals) take one more pass, grouped by user only.
 //!   Each pass reads the credential history `h` up to its intervals' ends
-//!   as well, so a statement over `u` depends on every earlier day
-//!   ([`SHARED`]). Its statements are in `users.rs`.
+//!   as well (cut from the report's one reading of it, `history.rs`), so a
+//!   statement over `u` depends on every earlier day ([`SHARED`]). Its
+//!   statements are in `users.rs`.
 //! - `q`: one pass over the range: a quantile does not add up over chunks.
 //! - `c`: like `a`, chunks summed (without the margin).
 
@@ -154,7 +155,7 @@ pub enum Chunking {
 /// a month a whole week (2.3 million events) came close enough to the
 /// memory limit to be refused now and then, half a week (1.3 million) stays
 /// well within it. The user groupings take weeks: they need less memory,
-/// and `u` reads the whole history once per chunk.
+/// and `u`'s chunks each join the whole history (read once per report).
 pub fn chunks(req: &KpiRequest, chunking: Chunking) -> Vec<(DateTime<Utc>, DateTime<Utc>)> {
     let day = req.from.date_naive();
     let monday = day - Duration::days(i64::from(day.weekday().num_days_from_monday()));
