@@ -7,8 +7,10 @@ use std::time::Instant;
 use datafusion::arrow::array::{ArrayRef, AsArray, RecordBatch};
 use datafusion::error::DataFusionError;
 
+use datafusion::execution::memory_pool::{MemoryConsumer, MemoryReservation};
 use datafusion::prelude::SessionContext;
-use keyshift_store::query::{collect, plan};
+use futures::StreamExt;
+use keyshift_store::query::plan;
 use tracing::debug;
 
 use super::engine::{days, quote, rp_filter, ts};
@@ -65,15 +67,19 @@ fn owned(batch: RecordBatch) -> keyshift_store::Result<RecordBatch> {
 }
 
 /// The report's credential history ([`HISTORY_TABLE`]): read once, when
-/// a part that reads it runs first.
+/// a part that reads it runs first, and charged to the lane's memory pool
+/// for as long as the report runs (it is not unbounded: a large relying
+/// party's whole history is refused like any query over its budget).
 pub(super) struct Reading {
     sql: Option<String>,
+    held: Option<MemoryReservation>,
 }
 
 impl Reading {
     pub(super) fn new(req: &KpiRequest) -> Self {
         Self {
             sql: Some(history(req)),
+            held: None,
         }
     }
 
@@ -84,21 +90,24 @@ impl Reading {
         let started = Instant::now();
         let df = plan(ctx, &sql).await?;
         let schema = df.schema().as_arrow().clone();
-        let (mut rows, mut read) = (Vec::new(), 0);
-        for batch in collect(ctx, df).await? {
-            read += batch.get_array_memory_size();
-            rows.push(owned(batch)?);
+        let held =
+            MemoryConsumer::new("KPI credential history").register(&ctx.runtime_env().memory_pool);
+        // Each batch is made to own its strings before it is kept, so
+        // that neither the pool nor the process holds the pages.
+        let mut stream = df.execute_stream().await?;
+        let mut rows = Vec::new();
+        while let Some(batch) = stream.next().await {
+            let batch = owned(batch?)?;
+            held.try_grow(batch.get_array_memory_size())?;
+            rows.push(batch);
         }
         debug!(
             run_ms = started.elapsed().as_millis(),
             rows = rows.iter().map(RecordBatch::num_rows).sum::<usize>(),
-            read_bytes = read,
-            bytes = rows
-                .iter()
-                .map(RecordBatch::get_array_memory_size)
-                .sum::<usize>(),
+            bytes = held.size(),
             "KPI history read"
         );
+        self.held = Some(held);
         let table = super::stages::table(Some(&schema), rows)?;
         ctx.register_table(HISTORY_TABLE, Arc::new(table))?;
         Ok(())
