@@ -113,3 +113,106 @@ impl Reading {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::array::{
+        BooleanArray, Date32Array, StringArray, StringViewArray, TimestampMicrosecondArray,
+    };
+    use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+    use datafusion::datasource::MemTable;
+    use datafusion::execution::memory_pool::GreedyMemoryPool;
+    use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+    use datafusion::prelude::SessionConfig;
+
+    /// A session whose `auth_events` holds `n` enrolments of distinct users
+    /// on 2026-11-02 (a string view column, as Parquet gives), with `pool`
+    /// bytes of query memory.
+    fn session(n: usize, pool: usize) -> SessionContext {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("rp_id", DataType::Utf8, false),
+            Field::new("user_key", DataType::Utf8View, true),
+            Field::new(
+                "occurred_at",
+                DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+                false,
+            ),
+            Field::new("event_date", DataType::Date32, false),
+            Field::new("event_type", DataType::Utf8, false),
+            Field::new("method", DataType::Utf8, true),
+            Field::new("credential_backup_eligible", DataType::Boolean, true),
+        ]));
+        let at = 1_793_577_600_000_000_i64; // 2026-11-02T00:00:00Z
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(StringArray::from(vec!["rp.example"; n])),
+                Arc::new(StringViewArray::from_iter_values(
+                    (0..n).map(|i| format!("user-key-that-is-long-enough-{i}")),
+                )),
+                Arc::new(TimestampMicrosecondArray::from(vec![at; n]).with_timezone("UTC")),
+                Arc::new(Date32Array::from(vec![20_759; n])),
+                Arc::new(StringArray::from(vec!["enrollment.succeeded"; n])),
+                Arc::new(StringArray::from(vec![Some("passkey"); n])),
+                Arc::new(BooleanArray::from(vec![Some(true); n])),
+            ],
+        )
+        .expect("batch");
+        let runtime = RuntimeEnvBuilder::new()
+            .with_memory_pool(Arc::new(GreedyMemoryPool::new(pool)))
+            .build_arc()
+            .expect("runtime");
+        let config = SessionConfig::new().set_str("datafusion.execution.time_zone", "UTC");
+        let ctx = SessionContext::new_with_config_rt(config, runtime);
+        let table = MemTable::try_new(schema, vec![vec![batch]]).expect("table");
+        ctx.register_table("auth_events", Arc::new(table))
+            .expect("register");
+        ctx
+    }
+
+    fn req() -> KpiRequest {
+        crate::kpi::RawParams::from_query(
+            "rp_id=rp.example&from=2026-11-02T00:00:00Z&to=2026-11-03T00:00:00Z",
+        )
+        .expect("params")
+        .check(chrono::Utc::now())
+        .expect("request")
+    }
+
+    #[tokio::test]
+    async fn the_history_is_read_once_and_charged_while_the_report_runs() {
+        let ctx = session(1_000, 64 << 20);
+        let mut reading = Reading::new(&req());
+        reading.ensure(&ctx).await.expect("read");
+        let held = reading.held.as_ref().map_or(0, MemoryReservation::size);
+        assert!(held > 0, "the history is charged");
+        assert_eq!(ctx.runtime_env().memory_pool.reserved(), held);
+        let count = ctx
+            .sql(&format!("SELECT count(*) FROM {HISTORY_TABLE}"))
+            .await
+            .expect("plan")
+            .collect()
+            .await
+            .expect("run");
+        let n = count[0]
+            .column(0)
+            .as_primitive::<datafusion::arrow::datatypes::Int64Type>();
+        assert_eq!(n.value(0), 1_000);
+        // A second part that reads `h` does not read it again.
+        reading.ensure(&ctx).await.expect("again");
+        assert_eq!(ctx.runtime_env().memory_pool.reserved(), held);
+        drop(reading);
+        assert_eq!(ctx.runtime_env().memory_pool.reserved(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_history_over_the_budget_is_refused() {
+        let ctx = session(1_000, 16 << 10);
+        let err = Reading::new(&req())
+            .ensure(&ctx)
+            .await
+            .expect_err("16 KiB cannot hold 1,000 users' history");
+        assert!(err.to_string().contains("KPI credential history"), "{err}");
+    }
+}
