@@ -9,6 +9,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use datafusion::arrow::array::{ArrayRef, AsArray};
 use datafusion::arrow::compute::concat_batches;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
@@ -313,8 +314,9 @@ pub async fn collect(ctx: &SessionContext, df: DataFrame) -> Result<Vec<RecordBa
 }
 
 /// A batch that owns just its rows. Operators (aggregations above all) emit
-/// slices of large buffers; kept as they are, a few rows would hold — and
-/// be charged for — the whole buffer.
+/// slices of large buffers, and a string read from Parquet is a view into
+/// the page it came from; kept as they are, a few rows would hold — and be
+/// charged for — the whole buffer or page.
 fn compact(batch: RecordBatch) -> Result<RecordBatch> {
     const SMALL: usize = 1 << 20;
     let size = batch.get_array_memory_size();
@@ -322,11 +324,32 @@ fn compact(batch: RecordBatch) -> Result<RecordBatch> {
         return Ok(batch);
     }
     let copy = concat_batches(&batch.schema(), [&batch]).map_err(DataFusionError::from)?;
+    let copy = own_strings(copy)?;
     Ok(if copy.get_array_memory_size() < size {
         copy
     } else {
         batch
     })
+}
+
+/// `batch` with every string (and binary) view column's values copied
+/// into buffers of its own: a copy keeps a view's buffers as they are, and
+/// they are the pages the values were read from.
+pub fn own_strings(batch: RecordBatch) -> Result<RecordBatch> {
+    let columns = batch
+        .columns()
+        .iter()
+        .map(|c| {
+            if let Some(views) = c.as_string_view_opt() {
+                Arc::new(views.gc()) as ArrayRef
+            } else if let Some(views) = c.as_binary_view_opt() {
+                Arc::new(views.gc()) as ArrayRef
+            } else {
+                c.clone()
+            }
+        })
+        .collect();
+    Ok(RecordBatch::try_new(batch.schema(), columns).map_err(DataFusionError::from)?)
 }
 
 /// A memory-pool refusal, said with the limit that caused it.
@@ -361,4 +384,39 @@ fn cut(batches: Vec<RecordBatch>, max: usize) -> (Vec<RecordBatch>, bool) {
         keep -= n;
     }
     (out, true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::array::{BooleanArray, StringViewArray};
+    use datafusion::arrow::compute::filter_record_batch;
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+
+    #[test]
+    fn a_few_rows_kept_do_not_hold_the_pages_they_were_read_from() {
+        // 50,000 strings of 100 bytes (5 MB of buffers), 10 rows kept: what
+        // a selective filter over a Parquet page gives.
+        let n = 50_000;
+        let strings = StringViewArray::from_iter_values((0..n).map(|i| format!("{i:0>100}")));
+        let schema = Arc::new(Schema::new(vec![Field::new(
+            "s",
+            DataType::Utf8View,
+            false,
+        )]));
+        let read = RecordBatch::try_new(schema, vec![Arc::new(strings)]).expect("batch");
+        let keep = BooleanArray::from_iter((0..n).map(|i| Some(i % 5_000 == 0)));
+        let kept = filter_record_batch(&read, &keep).expect("filter");
+        assert!(
+            kept.get_array_memory_size() > 5_000_000,
+            "the filter shares the pages"
+        );
+        let owned = compact(kept.clone()).expect("compact");
+        assert!(
+            owned.get_array_memory_size() < 10_000,
+            "{}",
+            owned.get_array_memory_size()
+        );
+        assert_eq!(owned, kept);
+    }
 }

@@ -4,13 +4,10 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use datafusion::arrow::array::{ArrayRef, AsArray, RecordBatch};
-use datafusion::error::DataFusionError;
-
+use datafusion::arrow::array::RecordBatch;
 use datafusion::execution::memory_pool::{MemoryConsumer, MemoryReservation};
 use datafusion::prelude::SessionContext;
-use futures::StreamExt;
-use keyshift_store::query::plan;
+use keyshift_store::query::{collect, own_strings, plan};
 use tracing::debug;
 
 use super::engine::{days, quote, rp_filter, ts};
@@ -51,21 +48,6 @@ pub(crate) fn history(req: &KpiRequest) -> String {
     )
 }
 
-/// `batch` with its strings in buffers of their own: a string view points
-/// into the buffers of the pages it was read from, and the history's few
-/// rows of a day would keep that day's pages in memory for the whole report.
-fn owned(batch: RecordBatch) -> keyshift_store::Result<RecordBatch> {
-    let columns = batch
-        .columns()
-        .iter()
-        .map(|c| match c.as_string_view_opt() {
-            Some(views) => Arc::new(views.gc()) as ArrayRef,
-            None => c.clone(),
-        })
-        .collect();
-    Ok(RecordBatch::try_new(batch.schema(), columns).map_err(DataFusionError::from)?)
-}
-
 /// The report's credential history ([`HISTORY_TABLE`]): read once, when
 /// a part that reads it runs first, and charged to the lane's memory pool
 /// for as long as the report runs (it is not unbounded: a large relying
@@ -90,17 +72,19 @@ impl Reading {
         let started = Instant::now();
         let df = plan(ctx, &sql).await?;
         let schema = df.schema().as_arrow().clone();
+        // A string view points into the page it was read from: the table
+        // keeps its own copies (`collect` copies only batches over 1 MiB;
+        // each one under that may still hold up to that much of its
+        // pages). `collect` lets go of its charge when it returns; the
+        // table takes it on.
+        let rows = collect(ctx, df)
+            .await?
+            .into_iter()
+            .map(own_strings)
+            .collect::<keyshift_store::Result<Vec<_>>>()?;
         let held =
             MemoryConsumer::new("KPI credential history").register(&ctx.runtime_env().memory_pool);
-        // Each batch is made to own its strings before it is kept, so
-        // that neither the pool nor the process holds the pages.
-        let mut stream = df.execute_stream().await?;
-        let mut rows = Vec::new();
-        while let Some(batch) = stream.next().await {
-            let batch = owned(batch?)?;
-            held.try_grow(batch.get_array_memory_size())?;
-            rows.push(batch);
-        }
+        held.try_grow(rows.iter().map(RecordBatch::get_array_memory_size).sum())?;
         debug!(
             run_ms = started.elapsed().as_millis(),
             rows = rows.iter().map(RecordBatch::num_rows).sum::<usize>(),
@@ -118,10 +102,11 @@ impl Reading {
 mod tests {
     use super::*;
     use datafusion::arrow::array::{
-        BooleanArray, Date32Array, StringArray, StringViewArray, TimestampMicrosecondArray,
+        AsArray, BooleanArray, Date32Array, StringArray, StringViewArray, TimestampMicrosecondArray,
     };
     use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
     use datafusion::datasource::MemTable;
+    use datafusion::error::DataFusionError;
     use datafusion::execution::memory_pool::GreedyMemoryPool;
     use datafusion::execution::runtime_env::RuntimeEnvBuilder;
     use datafusion::prelude::SessionConfig;
@@ -172,12 +157,9 @@ mod tests {
     }
 
     fn req() -> KpiRequest {
-        crate::kpi::RawParams::from_query(
+        crate::kpi::request::checked(
             "rp_id=rp.example&from=2026-11-02T00:00:00Z&to=2026-11-03T00:00:00Z",
         )
-        .expect("params")
-        .check(chrono::Utc::now())
-        .expect("request")
     }
 
     #[tokio::test]
@@ -213,6 +195,10 @@ mod tests {
             .ensure(&ctx)
             .await
             .expect_err("16 KiB cannot hold 1,000 users' history");
-        assert!(err.to_string().contains("KPI credential history"), "{err}");
+        assert!(
+            matches!(&err, keyshift_store::StoreError::Query(q)
+                if matches!(q.find_root(), DataFusionError::ResourcesExhausted(_))),
+            "{err}"
+        );
     }
 }

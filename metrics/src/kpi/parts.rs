@@ -169,6 +169,7 @@ impl Cache {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kpi::request::checked;
     use crate::kpi::{CATALOG, funnel::FUNNELS};
 
     #[test]
@@ -182,11 +183,7 @@ mod tests {
     #[test]
     fn parts_read_the_reports_history_and_standalone_statements_scan_it() {
         use crate::kpi::engine::{HISTORY_TABLE, statement};
-        let req =
-            crate::kpi::RawParams::from_query("from=2026-11-02T00:00:00Z&to=2026-11-20T00:00:00Z")
-                .expect("params")
-                .check(chrono::Utc::now())
-                .expect("request");
+        let req = checked("from=2026-11-02T00:00:00Z&to=2026-11-20T00:00:00Z");
         let stages = super::super::stages::stages(&req, &["SELECT * FROM u"]);
         let u = &stages[0];
         // Three weeks and the totals, each cut at its own end.
@@ -209,11 +206,7 @@ mod tests {
 
     #[test]
     fn every_statement_that_reads_history_is_keyed_by_all_of_it() {
-        let req =
-            crate::kpi::RawParams::from_query("from=2026-11-02T00:00:00Z&to=2026-11-04T00:00:00Z")
-                .expect("params")
-                .check(chrono::Utc::now())
-                .expect("request");
+        let req = checked("from=2026-11-02T00:00:00Z&to=2026-11-04T00:00:00Z");
         let bodies = CATALOG.iter().map(|k| (k.name, k.sql)).chain(
             FUNNELS
                 .iter()

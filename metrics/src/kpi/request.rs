@@ -305,6 +305,16 @@ pub fn too_many_points(n: usize) -> MetricsError {
     ))
 }
 
+/// `query` checked against the present, for tests of the statements made
+/// from a request.
+#[cfg(test)]
+pub(crate) fn checked(query: &str) -> KpiRequest {
+    RawParams::from_query(query)
+        .expect("params")
+        .check(Utc::now())
+        .expect("request")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

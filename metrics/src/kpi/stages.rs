@@ -309,14 +309,7 @@ pub fn table(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kpi::RawParams;
-
-    fn req(q: &str) -> KpiRequest {
-        RawParams::from_query(q)
-            .expect("params")
-            .check(Utc::now())
-            .expect("request")
-    }
+    use crate::kpi::request::checked as req;
 
     #[test]
     fn chunks_cover_the_range_once_at_fixed_edges() {
