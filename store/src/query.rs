@@ -316,14 +316,17 @@ pub async fn collect(ctx: &SessionContext, df: DataFrame) -> Result<Vec<RecordBa
 /// A batch that owns just its rows. Operators (aggregations above all) emit
 /// slices of large buffers, and a string read from Parquet is a view into
 /// the page it came from; kept as they are, a few rows would hold — and be
-/// charged for — the whole buffer or page.
+/// charged for — the whole buffer or page. Every batch gets its strings
+/// copied out (a batch of any size can point into a page); only a large
+/// one is worth copying whole to drop the rest of its slices' buffers.
 fn compact(batch: RecordBatch) -> Result<RecordBatch> {
     const SMALL: usize = 1 << 20;
     let size = batch.get_array_memory_size();
-    if size <= SMALL {
-        return Ok(batch);
-    }
-    let copy = concat_batches(&batch.schema(), [&batch]).map_err(DataFusionError::from)?;
+    let copy = if size > SMALL {
+        concat_batches(&batch.schema(), [&batch]).map_err(DataFusionError::from)?
+    } else {
+        batch.clone()
+    };
     let copy = own_strings(copy)?;
     Ok(if copy.get_array_memory_size() < size {
         copy
@@ -335,7 +338,7 @@ fn compact(batch: RecordBatch) -> Result<RecordBatch> {
 /// `batch` with every string (and binary) view column's values copied
 /// into buffers of its own: a copy keeps a view's buffers as they are, and
 /// they are the pages the values were read from.
-pub fn own_strings(batch: RecordBatch) -> Result<RecordBatch> {
+fn own_strings(batch: RecordBatch) -> Result<RecordBatch> {
     let columns = batch
         .columns()
         .iter()
@@ -395,28 +398,30 @@ mod tests {
 
     #[test]
     fn a_few_rows_kept_do_not_hold_the_pages_they_were_read_from() {
-        // 50,000 strings of 100 bytes (5 MB of buffers), 10 rows kept: what
-        // a selective filter over a Parquet page gives.
-        let n = 50_000;
-        let strings = StringViewArray::from_iter_values((0..n).map(|i| format!("{i:0>100}")));
-        let schema = Arc::new(Schema::new(vec![Field::new(
-            "s",
-            DataType::Utf8View,
-            false,
-        )]));
-        let read = RecordBatch::try_new(schema, vec![Arc::new(strings)]).expect("batch");
-        let keep = BooleanArray::from_iter((0..n).map(|i| Some(i % 5_000 == 0)));
-        let kept = filter_record_batch(&read, &keep).expect("filter");
-        assert!(
-            kept.get_array_memory_size() > 5_000_000,
-            "the filter shares the pages"
-        );
-        let owned = compact(kept.clone()).expect("compact");
-        assert!(
-            owned.get_array_memory_size() < 10_000,
-            "{}",
-            owned.get_array_memory_size()
-        );
-        assert_eq!(owned, kept);
+        // 100-byte strings, 10 rows kept: what a selective filter over a
+        // Parquet page gives. Over and under the size at which the whole
+        // batch is copied.
+        for n in [50_000, 5_000] {
+            let strings = StringViewArray::from_iter_values((0..n).map(|i| format!("{i:0>100}")));
+            let schema = Arc::new(Schema::new(vec![Field::new(
+                "s",
+                DataType::Utf8View,
+                false,
+            )]));
+            let read = RecordBatch::try_new(schema, vec![Arc::new(strings)]).expect("batch");
+            let keep = BooleanArray::from_iter((0..n).map(|i| Some(i % (n / 10) == 0)));
+            let kept = filter_record_batch(&read, &keep).expect("filter");
+            assert!(
+                kept.get_array_memory_size() > n * 100,
+                "the filter shares the pages"
+            );
+            let owned = compact(kept.clone()).expect("compact");
+            assert!(
+                owned.get_array_memory_size() < 10_000,
+                "{n} rows read: {}",
+                owned.get_array_memory_size()
+            );
+            assert_eq!(owned, kept);
+        }
     }
 }

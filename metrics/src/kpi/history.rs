@@ -7,7 +7,7 @@ use std::time::Instant;
 use datafusion::arrow::array::RecordBatch;
 use datafusion::execution::memory_pool::{MemoryConsumer, MemoryReservation};
 use datafusion::prelude::SessionContext;
-use keyshift_store::query::{collect, own_strings, plan};
+use keyshift_store::query::{collect, plan};
 use tracing::debug;
 
 use super::engine::{days, quote, rp_filter, ts};
@@ -72,16 +72,10 @@ impl Reading {
         let started = Instant::now();
         let df = plan(ctx, &sql).await?;
         let schema = df.schema().as_arrow().clone();
-        // A string view points into the page it was read from: the table
-        // keeps its own copies (`collect` copies only batches over 1 MiB;
-        // each one under that may still hold up to that much of its
-        // pages). `collect` lets go of its charge when it returns; the
-        // table takes it on.
-        let rows = collect(ctx, df)
-            .await?
-            .into_iter()
-            .map(own_strings)
-            .collect::<keyshift_store::Result<Vec<_>>>()?;
+        // `collect` hands back batches that own their strings, so the
+        // table holds what it is charged for. `collect` lets go of its
+        // charge when it returns; the table takes it on.
+        let rows = collect(ctx, df).await?;
         let held =
             MemoryConsumer::new("KPI credential history").register(&ctx.runtime_env().memory_pool);
         held.try_grow(rows.iter().map(RecordBatch::get_array_memory_size).sum())?;
