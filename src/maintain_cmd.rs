@@ -116,12 +116,12 @@ pub async fn run_maintain(
 /// One line per table.
 fn summary(reports: &[TableReport]) -> String {
     let mut out = String::from(
-        "table              files before → after  versions       expired days  compacted  vacuumed\n",
+        "table              files before → after  versions       expired days  compacted  (sorted)  vacuumed\n",
     );
     for r in reports {
         let _ = writeln!(
             out,
-            "{:<18} {:>12} → {:<5}  {:>5} → {:<5}  {:>12}  {:>9}  {:>8}{}",
+            "{:<18} {:>12} → {:<5}  {:>5} → {:<5}  {:>12}  {:>9}  {:>8}  {:>8}{}",
             r.table,
             r.files.0,
             r.files.1,
@@ -129,6 +129,7 @@ fn summary(reports: &[TableReport]) -> String {
             r.versions.1,
             r.expired_days.len(),
             r.partitions_compacted,
+            r.partitions_sorted,
             r.vacuumed.0,
             if r.vacuumed.1 { " (full)" } else { "" },
         );

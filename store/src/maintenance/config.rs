@@ -104,6 +104,15 @@ pub struct MaintenanceConfig {
     /// the more files the table holds). Such a pass only merges files under
     /// an eighth of the target. `0`: compaction waits for the interval.
     pub compact_after_files: usize,
+    /// Compaction rewrites a day of `auth_events` sorted by `event_type`
+    /// when it rewrites the whole day anyway (every file under the target)
+    /// and the day's files add up to at most this many MiB (what the sort
+    /// spills beyond 256 MiB of memory goes to the temporary directory).
+    /// KPI statements
+    /// that read a few kinds of events (recoveries, support contacts, the
+    /// credential history) then skip the pages of the others. `0`: never
+    /// sorted.
+    pub cluster_max_mib: u64,
     /// How long a file that is no longer part of the table stays on disk
     /// (readers of an older version may still read it). Erased rows are
     /// physically gone at most this long (plus `vacuum_full_every`) after
@@ -126,6 +135,7 @@ impl Default for MaintenanceConfig {
             target_file_mib: 128,
             compact_min_files: 8,
             compact_after_files: 200,
+            cluster_max_mib: 32,
             vacuum_grace: Duration::from_secs(7 * 86_400),
             vacuum_full_every: Duration::from_secs(86_400),
             retention: RetentionConfig::default(),

@@ -32,6 +32,45 @@ pub fn to_compact(files: &[FileInfo], target_bytes: u64, min_files: usize) -> Ve
         .collect()
 }
 
+/// How compaction rewrites one partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rewrite {
+    /// Its small files merged as they are (deltalake's bin-packing).
+    Merge,
+    /// All of its files rewritten sorted by the table's cluster column.
+    Cluster,
+}
+
+/// How `partition`, chosen by [`to_compact`], is rewritten: sorted when
+/// the merge would rewrite every one of its files anyway (all under
+/// `target_bytes`: sorting then costs no extra writing, only the sort) and
+/// they add up to at most `cluster_max_bytes` (the sort holds the partition
+/// in memory; `0`: never). A partition that also holds files at the target
+/// keeps them and has only its small files merged: a day bigger than that
+/// is sorted in the pieces it was sorted in before it grew.
+pub fn rewrite(
+    files: &[FileInfo],
+    partition: &Option<String>,
+    target_bytes: u64,
+    cluster_max_bytes: u64,
+) -> Rewrite {
+    if cluster_max_bytes == 0 {
+        return Rewrite::Merge;
+    }
+    let mut total = 0_u64;
+    for f in files.iter().filter(|f| &f.partition == partition) {
+        if f.bytes >= target_bytes {
+            return Rewrite::Merge;
+        }
+        total = total.saturating_add(f.bytes);
+    }
+    if total <= cluster_max_bytes {
+        Rewrite::Cluster
+    } else {
+        Rewrite::Merge
+    }
+}
+
 /// Whether a table root whose tables hold `files` data files now, and held
 /// `files_after_last` after the last pass, is due a compaction before the
 /// next interval: `after` files were added since (`0`: never).
@@ -92,6 +131,36 @@ mod tests {
             partition: Some(p.to_owned()),
             bytes,
         }
+    }
+
+    #[test]
+    fn a_partition_is_sorted_only_when_all_of_it_is_rewritten_and_it_is_small() {
+        let files = [
+            f("2026-11-01", 10),
+            f("2026-11-01", 10),
+            f("2026-11-02", 10),
+            f("2026-11-02", 100),
+            f("2026-11-03", 30),
+            f("2026-11-03", 30),
+        ];
+        let day = |d: &str| Some(d.to_owned());
+        assert_eq!(
+            rewrite(&files, &day("2026-11-01"), 100, 50),
+            Rewrite::Cluster
+        );
+        // A file at the target stays: only the small ones are merged.
+        assert_eq!(
+            rewrite(&files, &day("2026-11-02"), 100, 500),
+            Rewrite::Merge
+        );
+        // Too big to sort in memory.
+        assert_eq!(rewrite(&files, &day("2026-11-03"), 100, 50), Rewrite::Merge);
+        assert_eq!(
+            rewrite(&files, &day("2026-11-03"), 100, 60),
+            Rewrite::Cluster
+        );
+        // Off.
+        assert_eq!(rewrite(&files, &day("2026-11-01"), 100, 0), Rewrite::Merge);
     }
 
     #[test]

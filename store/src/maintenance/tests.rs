@@ -99,6 +99,114 @@ async fn compaction_next_to_the_writer_keeps_every_row_once_and_the_offsets() {
     task.await.expect("join").expect("writer");
 }
 
+/// The `event_type` column of every data file under `dir`, file by file,
+/// in the order the rows are stored.
+fn stored_event_types(dir: &Path) -> Vec<Vec<String>> {
+    use datafusion::arrow::array::AsArray;
+    use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).expect("read dir").flatten() {
+            let path = entry.path();
+            if path.is_dir() && !path.ends_with("_delta_log") {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "parquet") {
+                let file = std::fs::File::open(&path).expect("open");
+                let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+                    .expect("parquet")
+                    .build()
+                    .expect("reader");
+                let mut types = Vec::new();
+                for batch in reader {
+                    let batch = batch.expect("batch");
+                    let column = batch.column_by_name("event_type").expect("event_type");
+                    let column = datafusion::arrow::compute::cast(
+                        column,
+                        &datafusion::arrow::datatypes::DataType::Utf8,
+                    )
+                    .expect("cast");
+                    types.extend(
+                        column
+                            .as_string::<i32>()
+                            .iter()
+                            .flatten()
+                            .map(str::to_owned),
+                    );
+                }
+                out.push(types);
+            }
+        }
+    }
+    out
+}
+
+/// Writes 24 single-event commits to one day, cycling through three kinds
+/// of event, compacts with `cluster_max_mib` and returns the stored order.
+async fn compacted_order(cluster_max_mib: u64) -> Vec<Vec<String>> {
+    let (dir, root, tables) = fresh_tables().await;
+    let (handle, task, cancel) = default_writer(tables);
+    use keyshift_schemas::EventType;
+    let kinds = [
+        EventType::SupportContacted,
+        EventType::AuthStarted,
+        EventType::EnrollmentOffered,
+    ];
+    for i in 0..24 {
+        let mut r = record(i);
+        r.event.event_type = kinds[i % kinds.len()];
+        handle
+            .write_with_txns(vec![r], vec![], vec![("k".to_owned(), i as i64)])
+            .await
+            .expect("write");
+    }
+    let config = MaintenanceConfig {
+        compact_min_files: 4,
+        cluster_max_mib,
+        ..MaintenanceConfig::default()
+    };
+    let m = Maintainer::new(
+        &root,
+        &Default::default(),
+        config,
+        MaintenanceMetrics::unregistered(),
+    );
+    let opts = PassOptions {
+        vacuum_grace: Some(Duration::ZERO),
+        full_vacuum: Some(true),
+        ..PassOptions::scheduled()
+    };
+    let reports = m
+        .pass(&opts, &CancellationToken::new())
+        .await
+        .expect("pass");
+    assert_eq!(reports[0].partitions_compacted, 1, "{:?}", reports[0]);
+    assert_eq!(
+        reports[0].partitions_sorted,
+        usize::from(cluster_max_mib > 0),
+        "{:?}",
+        reports[0]
+    );
+    assert_eq!(reopened_count(&root).await, 24);
+    cancel.cancel();
+    task.await.expect("join").expect("writer");
+    stored_event_types(&dir.path().join(AUTH_EVENTS))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compaction_stores_a_small_day_sorted_by_event_type() {
+    let sorted = compacted_order(32).await;
+    assert_eq!(sorted.len(), 1, "one file for the day");
+    let mut expected = sorted[0].clone();
+    expected.sort();
+    assert_eq!(sorted[0], expected);
+    assert_eq!(sorted[0].len(), 24);
+    // Without it, the rows stay in the order they were written.
+    let merged = compacted_order(0).await;
+    assert_eq!(merged.len(), 1);
+    assert_ne!(merged[0], expected);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retention_deletes_whole_old_partitions_and_the_writer_rebases_over_it() {
     let (dir, root, tables) = fresh_tables().await;
