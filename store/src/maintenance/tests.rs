@@ -40,8 +40,8 @@ async fn write(handle: &WriterHandle, range: std::ops::Range<usize>) {
 }
 
 /// Data files (not log checkpoints) under a table's directory.
-fn parquet_files(dir: &Path) -> usize {
-    let mut n = 0;
+fn data_files(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
         for entry in std::fs::read_dir(&d).expect("read dir").flatten() {
@@ -49,11 +49,11 @@ fn parquet_files(dir: &Path) -> usize {
             if path.is_dir() && !path.ends_with("_delta_log") {
                 stack.push(path);
             } else if path.extension().is_some_and(|e| e == "parquet") {
-                n += 1;
+                files.push(path);
             }
         }
     }
-    n
+    files
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -91,7 +91,7 @@ async fn compaction_next_to_the_writer_keeps_every_row_once_and_the_offsets() {
     let reports = m.pass(&now, &stop).await.expect("vacuum pass");
     assert!(reports[0].vacuumed.0 > 0, "{:?}", reports[0]);
     assert_eq!(
-        parquet_files(&dir.path().join(AUTH_EVENTS)),
+        data_files(&dir.path().join(AUTH_EVENTS)).len(),
         reports[0].files.1
     );
     assert_eq!(reopened_count(&root).await, 61);
@@ -103,42 +103,33 @@ async fn compaction_next_to_the_writer_keeps_every_row_once_and_the_offsets() {
 /// in the order the rows are stored.
 fn stored_event_types(dir: &Path) -> Vec<Vec<String>> {
     use datafusion::arrow::array::AsArray;
+    use datafusion::arrow::compute::cast;
+    use datafusion::arrow::datatypes::DataType;
     use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).expect("read dir").flatten() {
-            let path = entry.path();
-            if path.is_dir() && !path.ends_with("_delta_log") {
-                stack.push(path);
-            } else if path.extension().is_some_and(|e| e == "parquet") {
-                let file = std::fs::File::open(&path).expect("open");
-                let reader = ParquetRecordBatchReaderBuilder::try_new(file)
-                    .expect("parquet")
-                    .build()
-                    .expect("reader");
-                let mut types = Vec::new();
-                for batch in reader {
-                    let batch = batch.expect("batch");
-                    let column = batch.column_by_name("event_type").expect("event_type");
-                    let column = datafusion::arrow::compute::cast(
-                        column,
-                        &datafusion::arrow::datatypes::DataType::Utf8,
-                    )
-                    .expect("cast");
-                    types.extend(
-                        column
-                            .as_string::<i32>()
-                            .iter()
-                            .flatten()
-                            .map(str::to_owned),
-                    );
-                }
-                out.push(types);
+    data_files(dir)
+        .into_iter()
+        .map(|path| {
+            let file = std::fs::File::open(&path).expect("open");
+            let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+                .expect("parquet")
+                .build()
+                .expect("reader");
+            let mut types = Vec::new();
+            for batch in reader {
+                let batch = batch.expect("batch");
+                let column = batch.column_by_name("event_type").expect("event_type");
+                let column = cast(column, &DataType::Utf8).expect("cast");
+                types.extend(
+                    column
+                        .as_string::<i32>()
+                        .iter()
+                        .flatten()
+                        .map(str::to_owned),
+                );
             }
-        }
-    }
-    out
+            types
+        })
+        .collect()
 }
 
 /// Writes 24 single-event commits to one day, cycling through three kinds
@@ -247,7 +238,7 @@ async fn retention_deletes_whole_old_partitions_and_the_writer_rebases_over_it()
         ..PassOptions::scheduled()
     };
     m.pass(&gone, &stop).await.expect("vacuum");
-    assert_eq!(parquet_files(&dir.path().join(AUTH_EVENTS)), 2);
+    assert_eq!(data_files(&dir.path().join(AUTH_EVENTS)).len(), 2);
     cancel.cancel();
     task.await.expect("join").expect("writer");
 }
