@@ -108,10 +108,9 @@ pub struct MaintenanceConfig {
     /// when it rewrites the whole day anyway (every file under the target)
     /// and the day's files add up to at most this many MiB (what the sort
     /// spills beyond 256 MiB of memory goes to the temporary directory).
-    /// KPI statements
-    /// that read a few kinds of events (recoveries, support contacts, the
-    /// credential history) then skip the pages of the others. `0`: never
-    /// sorted.
+    /// KPI statements that read a few kinds of events (recoveries, support
+    /// contacts, the credential history) then skip the pages of the
+    /// others. `0`: never sorted.
     pub cluster_max_mib: u64,
     /// How long a file that is no longer part of the table stays on disk
     /// (readers of an older version may still read it). Erased rows are
