@@ -45,9 +45,10 @@ pub enum Rewrite {
 /// the merge would rewrite every one of its files anyway (all under
 /// `target_bytes`: sorting then costs no extra writing, only the sort) and
 /// they add up to at most `cluster_max_bytes` (what the sort cannot hold in
-/// memory it spills to disk; `0`: never). A partition that also holds files at the target
-/// keeps them and has only its small files merged: a day bigger than that
-/// is sorted in the pieces it was sorted in before it grew.
+/// memory it spills to disk; `0`: never). A partition that also holds
+/// files at the target keeps them and has only its small files merged: a
+/// day bigger than that is sorted in the pieces it was sorted in before it
+/// grew.
 pub fn rewrite(
     files: &[FileInfo],
     partition: &Option<String>,
