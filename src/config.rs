@@ -13,6 +13,7 @@ use keyshift_http::AuthConfig;
 use keyshift_ingest::IngestConfig;
 use keyshift_ingest::kafka::KafkaConfig;
 use keyshift_metrics::kpi_gauges::KpiGaugeConfig;
+use keyshift_metrics::kpi_rollups::KpiRollupConfig;
 use keyshift_rollout::RolloutSettings;
 use keyshift_store::{MaintenanceConfig, StoreConfig};
 use serde::{Deserialize, Serialize};
@@ -43,6 +44,9 @@ pub struct Config {
     pub rollout: RolloutSettings,
     /// `[kpi_gauges]`: the KPI gauges on `/metrics`.
     pub kpi_gauges: KpiGaugeConfig,
+    /// `[kpi_rollups]`: the task that keeps the KPI reports' day rollups
+    /// made after commits.
+    pub kpi_rollups: KpiRollupConfig,
     /// `[log]`: log filter and format.
     pub log: LogConfig,
 }
@@ -197,6 +201,7 @@ impl Config {
         errors.extend(self.kafka.validate());
         errors.extend(self.rollout.validate());
         errors.extend(self.kpi_gauges.validate());
+        errors.extend(self.kpi_rollups.validate());
         errors
     }
 

@@ -7,7 +7,8 @@
 //!   one read-only statement, under the store's row, time and memory limits;
 //!   needs an admin token (or an open loopback server).
 //! - `GET /metrics`: every keyshift metric, Prometheus text format
-//!   (`docs/metrics.md`), with the KPI gauges of [`kpi_gauges`].
+//!   (`docs/metrics.md`), with the KPI gauges of [`kpi_gauges`]; the day
+//!   rollups that reports sum are kept made by [`kpi_rollups`].
 //! - `GET /openapi.json`: the OpenAPI 3.1 document of the whole HTTP API.
 //! - `GET /`: the status page ([`status`]), built on the endpoints above.
 
@@ -15,6 +16,7 @@ mod error;
 pub mod kpi;
 mod kpi_api;
 pub mod kpi_gauges;
+pub mod kpi_rollups;
 pub mod metrics;
 pub mod openapi;
 pub mod sql;

@@ -23,6 +23,7 @@ use keyshift_ingest::collector::{self, CollectorState};
 use keyshift_ingest::metrics::KafkaMetrics;
 use keyshift_metrics::SqlState;
 use keyshift_metrics::kpi_gauges::KpiGauges;
+use keyshift_metrics::kpi_rollups::KpiRollupMetrics;
 use keyshift_metrics::metrics::ApiMetrics;
 use keyshift_rollout::Controller;
 use keyshift_rollout::kafka::DecisionPublisher;
@@ -329,7 +330,7 @@ impl Rollouts {
 }
 
 /// Every route of the process; starts the KPI gauges' refresh, which
-/// `/metrics` serves.
+/// `/metrics` serves, and the KPI rollup task.
 fn router(
     config: &Config,
     store: &Store,
@@ -358,6 +359,15 @@ fn router(
             shutdown.child_token(),
         );
         tasks.spawn_upkeep("kpi gauges", gauges);
+    }
+    if config.kpi_rollups.enabled {
+        let rollups = keyshift_metrics::kpi_rollups::run(
+            store.engine.clone(),
+            config.kpi_rollups.clone(),
+            KpiRollupMetrics::new(registry)?,
+            shutdown.child_token(),
+        );
+        tasks.spawn_upkeep("kpi rollups", rollups);
     }
     let app = Router::new()
         .route("/healthz", get(healthz))

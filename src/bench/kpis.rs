@@ -7,8 +7,11 @@
 //! already holds the tables.
 //! Then starts the embedded server on it and times `GET /v1/kpis` and
 //! `GET /v1/funnel` for the whole range by day with a `platform`
-//! breakdown: the first request after start (cold) and `--rounds` repeats
-//! (warm). With `--emit-sql DIR` it also writes each KPI's statement for
+//! breakdown: the first request on an empty result cache without the
+//! rollup task (nothing made); then, after making the day rollups as the
+//! rollup task does after commits (timed), the first request after start
+//! (cold) and `--rounds` repeats (warm); the first after a restart; and
+//! the first after one more commit. With `--emit-sql DIR` it also writes each KPI's statement for
 //! `scripts/bench-kpis-duckdb.py`, which times the same SQL in DuckDB over
 //! the same Parquet files.
 
@@ -22,9 +25,9 @@ use keyshift_http::Principal;
 use keyshift_ingest::metrics::IngestMetrics;
 use keyshift_ingest::pipeline::{Input, Pipeline};
 use keyshift_metrics::kpi::{self, RawParams};
-use keyshift_store::metrics::StoreMetrics;
+use keyshift_store::metrics::{ResultCacheMetrics, StoreMetrics};
 use keyshift_store::query::QueryLimits;
-use keyshift_store::{QueryEngine, QueryExecutor, Source, Tables, Writer};
+use keyshift_store::{QueryEngine, QueryExecutor, ResultCache, Source, Tables, Writer};
 use prometheus::Registry;
 use tokio_util::sync::CancellationToken;
 
@@ -76,6 +79,9 @@ pub(super) fn first_day() -> DateTime<Utc> {
 pub struct KpiBenchReport {
     /// Events written and the time it took, when the table was built now.
     pub built: Option<(u64, Duration)>,
+    /// Day rollups made before the first request, and the time it took
+    /// (the rollup task's work after commits).
+    pub rollups: (usize, Duration),
     /// The table version the requests read.
     pub version: Option<u64>,
     /// The request measured (query string of `/v1/kpis`).
@@ -86,10 +92,14 @@ pub struct KpiBenchReport {
     pub funnel: Timings,
 }
 
-/// One request's times in the bench's four situations.
+/// One request's times in the bench's five situations.
 #[derive(Debug, Default)]
 pub struct Timings {
-    /// The first request on an empty result cache.
+    /// The first request on an empty result cache, without the rollup
+    /// task: the report makes every day's rollup itself.
+    pub unmade: Duration,
+    /// The first request after start on a result cache that holds only the
+    /// day rollups, as the rollup task leaves it after commits.
     pub first: Duration,
     /// The repeats that followed.
     pub warm: Vec<Duration>,
@@ -108,7 +118,9 @@ impl std::fmt::Display for Timings {
             .collect();
         write!(
             f,
-            "first {} ms, warm {} ms, after restart {} ms, after a commit {} ms",
+            "nothing made {} ms, first {} ms, warm {} ms, after restart {} ms, \
+             after a commit {} ms",
+            self.unmade.as_millis(),
             self.first.as_millis(),
             warm.join(" / "),
             self.restart.as_millis(),
@@ -123,6 +135,12 @@ impl std::fmt::Display for KpiBenchReport {
             writeln!(f, "built: {n} events in {:.1} s", t.as_secs_f64())?;
         }
         writeln!(f, "table version: {:?}", self.version)?;
+        writeln!(
+            f,
+            "day rollups: {} made in {:.1} s",
+            self.rollups.0,
+            self.rollups.1.as_secs_f64()
+        )?;
         writeln!(f, "query: {}", self.query)?;
         writeln!(f, "GET /v1/kpis   {}", self.kpis)?;
         write!(f, "GET /v1/funnel {}", self.funnel)
@@ -256,15 +274,23 @@ pub async fn kpis(config: Config, args: &KpiBench) -> anyhow::Result<KpiBenchRep
             )?;
         }
     }
-    // Nothing cached from an earlier run: the first request computes all.
-    let cache_dir = config.result_cache_dir();
-    if cache_dir.exists() {
-        std::fs::remove_dir_all(&cache_dir)
-            .with_context(|| format!("emptying {}", cache_dir.display()))?;
-    }
     let client = reqwest::Client::new();
     let mut kpis = Timings::default();
     let mut funnel = Timings::default();
+    // Nothing cached from an earlier run and no rollup task: the first
+    // request computes all.
+    empty_cache(&config)?;
+    let mut unmade = config.clone();
+    unmade.kpi_rollups.enabled = false;
+    let running = crate::start(unmade, CancellationToken::new()).await?;
+    let urls = Urls::new(&running.addr.to_string(), &query);
+    kpis.unmade = time_get(&client, &urls.kpis).await?;
+    funnel.unmade = time_get(&client, &urls.funnel).await?;
+    running.stop().await?;
+    // Then what a running keyshift has after commits: the rollups, and no
+    // report cached.
+    empty_cache(&config)?;
+    let rollups = make_rollups(&config).await?;
     let running = crate::start(config.clone(), CancellationToken::new()).await?;
     let urls = Urls::new(&running.addr.to_string(), &query);
     kpis.first = time_get(&client, &urls.kpis).await?;
@@ -288,11 +314,42 @@ pub async fn kpis(config: Config, args: &KpiBench) -> anyhow::Result<KpiBenchRep
     running.stop().await?;
     Ok(KpiBenchReport {
         built,
+        rollups,
         version,
         query,
         kpis,
         funnel,
     })
+}
+
+fn empty_cache(config: &Config) -> anyhow::Result<()> {
+    let dir = config.result_cache_dir();
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).with_context(|| format!("emptying {}", dir.display()))?;
+    }
+    Ok(())
+}
+
+/// Makes the day rollups the rollup task keeps (`kpi_rollups.days`) into
+/// the result cache's files.
+async fn make_rollups(config: &Config) -> anyhow::Result<(usize, Duration)> {
+    let tables = Tables::open(&config.store_root(), &config.store.storage_options).await?;
+    let engine = QueryEngine::fixed(
+        tables,
+        QueryLimits::from(&config.store),
+        QueryExecutor::standalone(&config.store)?,
+    )?
+    .with_result_cache(ResultCache::new(
+        &config.store,
+        Some(config.result_cache_dir()),
+        ResultCacheMetrics::unregistered(),
+    ));
+    let t0 = Instant::now();
+    let pass = kpi::make_rollups(&engine, config.kpi_rollups.days).await?;
+    if let Some((day, e)) = pass.failed.first() {
+        bail!("the rollup of {day} was not made: {e}");
+    }
+    Ok((pass.made, t0.elapsed()))
 }
 
 struct Urls {

@@ -10,6 +10,7 @@ mod interop;
 mod isolation;
 mod kafka;
 mod kpi_holders;
+mod kpi_rollups;
 mod kpis;
 mod lifecycle;
 mod openapi;

@@ -16,8 +16,11 @@
 //! - `a` — the **sign-in ceremonies**, counted by kind: a ceremony is the
 //!   `auth.*` events of the range that share `rp_id` and `attempt_id` (a
 //!   retry inside one `attempt_id` is one ceremony; an event without one is
-//!   a ceremony of its own). Its interval and breakdown are those of
-//!   its first event; its `method` is the method of its `auth.started` (else
+//!   a ceremony of its own), read up to an hour after its first event,
+//!   also past `to`. Its interval is that of its first event, its
+//!   breakdown value the smallest its events carry (they come from one
+//!   client, as a rule; `unknown` when none carries one); its `method` is
+//!   the method of its `auth.started` (else
 //!   of any of its events, else the method it fell back from);
 //!   `success_method` that of its `auth.succeeded`; `succeeded` if it has
 //!   one; `error_name` the (largest) name of its failures; `fallback_reason`

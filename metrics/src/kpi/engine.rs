@@ -65,8 +65,7 @@ fn prelude(req: &KpiRequest, sets: Sets, from: History) -> String {
     let rp = rp_filter(req);
     let g = match req.by {
         None => NO_BREAKDOWN.to_owned(),
-        Some(By::Variant) => "coalesce(rollout_variant, 'none')".to_owned(),
-        Some(by) => format!("coalesce(CAST({} AS VARCHAR), 'unknown')", by.column()),
+        Some(by) => breakdown(by),
     };
     let (from_ts, to) = (ts(req.from), ts(req.to));
     // event_date (the partition column) bounds the files read; occurred_at
@@ -92,6 +91,14 @@ fn prelude(req: &KpiRequest, sets: Sets, from: History) -> String {
     )
 }
 
+/// The breakdown value `g` of an event, by `by`.
+pub(crate) fn breakdown(by: By) -> String {
+    match by {
+        By::Variant => "coalesce(rollout_variant, 'none')".to_owned(),
+        by => format!("coalesce(CAST({} AS VARCHAR), 'unknown')", by.column()),
+    }
+}
+
 /// `g` without a breakdown.
 pub(crate) const NO_BREAKDOWN: &str = "'all'";
 
@@ -109,8 +116,13 @@ pub(crate) const NO_INTERVAL: &str = "to_timestamp_micros(CAST(NULL AS BIGINT))"
 /// `date_bin` answers in nanoseconds; the cast keeps `b` in the column's
 /// unit.
 pub(crate) fn bucket(interval: Interval) -> String {
+    bucket_of(interval, "occurred_at")
+}
+
+/// [`bucket`] of the timestamp column `column`.
+pub(crate) fn bucket_of(interval: Interval, column: &str) -> String {
     format!(
-        "arrow_cast(date_bin({}, occurred_at, TIMESTAMP '1970-01-05T00:00:00Z'), \
+        "arrow_cast(date_bin({}, {column}, TIMESTAMP '1970-01-05T00:00:00Z'), \
          'Timestamp(Microsecond, Some(\"UTC\"))')",
         interval.sql_interval()
     )
@@ -209,23 +221,7 @@ pub async fn run_all(
     let cache = engine.result_cache().cloned();
     let out = engine
         .run_with_tables(Lane::Adhoc, move |ctx, tables| async move {
-            {
-                let state = ctx.state_ref();
-                let mut state = state.write();
-                let options = state.config_mut().options_mut();
-                // Aggregations hand their output on as slices of one buffer,
-                // and every slice is charged for the whole buffer where
-                // batches are counted (repartitioning): with the default
-                // 8,192 rows a large grouping is charged hundreds of times
-                // over. Bigger batches keep the accounting near the truth.
-                options.set("datafusion.execution.batch_size", KPI_BATCH_ROWS)?;
-                // A join builds its hash table on the side written first
-                // (see `users.rs`). The optimizer judges sides by file
-                // statistics from before the filters: it built `u`'s on
-                // the users seen in a week (635,000 rows, 103 MB over ten
-                // million events), not on their history (85,000, 26 MB).
-                options.set("datafusion.optimizer.join_reordering", "false")?;
-            }
+            kpi_session(&ctx)?;
             let all: Vec<&str> = statements
                 .iter()
                 .flat_map(|(_, parts)| parts.iter().map(|p| p.sql.as_str()))
@@ -292,6 +288,25 @@ pub async fn run_all(
         StoreError::Query(q) => MetricsError::Kpi(q.to_string()),
         other => MetricsError::Store(other),
     })
+}
+
+/// Sets a session up for KPI statements.
+pub(super) fn kpi_session(ctx: &SessionContext) -> datafusion::error::Result<()> {
+    let state = ctx.state_ref();
+    let mut state = state.write();
+    let options = state.config_mut().options_mut();
+    // Aggregations hand their output on as slices of one buffer, and every
+    // slice is charged for the whole buffer where batches are counted
+    // (repartitioning): with the default 8,192 rows a large grouping is
+    // charged hundreds of times over. Bigger batches keep the accounting
+    // near the truth.
+    options.set("datafusion.execution.batch_size", KPI_BATCH_ROWS)?;
+    // A join builds its hash table on the side written first (see
+    // `users.rs`). The optimizer judges sides by file statistics from
+    // before the filters: it built `u`'s on the users seen in a week
+    // (635,000 rows, 103 MB over ten million events), not on their history
+    // (85,000, 26 MB).
+    options.set("datafusion.optimizer.join_reordering", "false")
 }
 
 /// A part's result: `hit`, or run now (after the history, if it reads it).

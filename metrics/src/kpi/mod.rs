@@ -10,6 +10,7 @@ mod history;
 mod parts;
 pub mod report;
 pub mod request;
+mod rollup;
 pub mod stages;
 mod text;
 mod users;
@@ -20,6 +21,7 @@ use keyshift_store::QueryEngine;
 pub use catalog::{CATALOG, Kpi, Unit};
 pub use report::{FunnelReport, Header, KpiReport};
 pub use request::{By, Interval, KpiRequest, MAX_POINTS, RawParams};
+pub use rollup::{Pass as RollupPass, make_recent as make_rollups};
 pub use text::{catalog_markdown, funnel_table, kpi_table};
 
 use crate::Result;

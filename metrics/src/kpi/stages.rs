@@ -3,72 +3,35 @@
 //! (events counted by kind) that most KPIs read, computed once per report.
 //!
 //! Grouping ten million events by ceremony or by user at once needs more
-//! memory than a query may take, so both are computed a chunk of the range
-//! at a time — a week from Monday 00:00 UTC, or half a week for the
-//! ceremonies (see [`chunks`]) — and put together: a chunk holds whole
-//! intervals, so its rows never overlap another's.
-//! - `a`: a ceremony belongs to the chunk of its first event; each chunk
-//!   reads an hour of events either side of its bounds to see the whole of
-//!   ceremonies that cross them (a ceremony is assumed to last under an
-//!   hour). Ceremony counts add up, so the totals are sums over chunks.
-//! - `u`: users per interval come from their chunk; distinct users over
-//!   the whole range (the totals) take one more pass, grouped by user only.
-//!   Each pass reads the credential history `h` up to its intervals' ends
-//!   as well (cut from the report's one reading of it, `history.rs`), so a
-//!   statement over `u` depends on every earlier day ([`SHARED`]). Its
-//!   statements are in `users.rs`.
+//! memory than a query may take, so both are computed a piece of the range
+//! at a time and put together:
+//! - `a` and `c`: from the hourly rollups of the range's days, the same
+//!   rows in every report, summed into its intervals and breakdown
+//!   (`rollup.rs`: also how a ceremony that crosses a day is counted).
+//! - `u`: a week from Monday 00:00 UTC at a time (see [`chunks`]): a chunk
+//!   holds whole intervals, so its rows never overlap another's. Distinct
+//!   users over the whole range (the totals) take one more pass, grouped
+//!   by user only. Each pass reads the credential history `h` up to its
+//!   intervals' ends as well (cut from the report's one reading of it,
+//!   `history.rs`), so a statement over `u` depends on every earlier day
+//!   ([`SHARED`]). Its statements are in `users.rs`.
 //! - `q`: one pass over the range: a quantile does not add up over chunks.
-//! - `c`: like `a`, chunks summed (without the margin).
 
 use std::sync::Arc;
 
-use chrono::{DateTime, Datelike, Duration, Utc, Weekday};
+use chrono::{DateTime, Datelike, Duration, Utc};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{Field, Schema};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::datasource::MemTable;
 
-use super::engine::{Part, Sets, statement};
+use super::engine::{NO_BREAKDOWN, Part, Sets, statement};
 use super::parts::mentions;
-use super::request::{Interval, KpiRequest};
+use super::request::KpiRequest;
+use super::rollup::{COUNTED, COUNTED_EVENTS, KIND, KINDS, Table, ceremony, ceremony_breakdown};
 use super::users::users;
 use datafusion::error::DataFusionError;
 use keyshift_store::StoreError;
-
-const KINDS: &str = "method, success_method, succeeded, error_name, fallback_reason, \
-                     fallback_path, cross_device";
-
-/// One ceremony per row, from the events of `e`: the `auth.*` events of one
-/// relying party sharing an `attempt_id` (without one, an event is a
-/// ceremony of its own). Grouped by the two columns rather than a key made
-/// of them: building a string per event cost more than the grouping.
-const CEREMONY: &str = "SELECT min(b) AS b, min(g) AS g, min(occurred_at) AS first,
-                 coalesce(max(method) FILTER (WHERE event_type = 'auth.started'),
-                          max(method), max(fallback_from)) AS method,
-                 max(method) FILTER (WHERE event_type = 'auth.succeeded') AS success_method,
-                 bool_or(event_type = 'auth.succeeded') AS succeeded,
-                 max(error_name) FILTER (WHERE event_type = 'auth.failed') AS error_name,
-                 max(fallback_reason) AS fallback_reason,
-                 max(concat(fallback_from, '→', fallback_to))
-                     FILTER (WHERE event_type = 'auth.fallback') AS fallback_path,
-                 coalesce(bool_or(cross_device), false) AS cross_device
-          FROM e WHERE event_type LIKE 'auth.%'
-          GROUP BY rp_id, coalesce(attempt_id, event_id)";
-
-/// The columns of `c` the counts are kept by.
-const COUNTED: &str = "event_type, recovery_channel, kind";
-
-/// The events that KPIs count one by one, by kind: recovery starts (by
-/// channel), support contacts and passkeys created (`kind`: `synced` or
-/// `device_bound`, the BE flag).
-const COUNTS: &str = "SELECT b, g, event_type, recovery_channel,
-                 CASE WHEN event_type <> 'enrollment.succeeded' THEN NULL
-                      WHEN credential_backup_eligible THEN 'synced'
-                      ELSE 'device_bound' END AS kind,
-                 count(*) AS n
-          FROM e WHERE event_type IN ('recovery.started', 'support.contacted',
-                                      'enrollment.succeeded')
-          GROUP BY b, g, event_type, recovery_channel, kind";
 
 /// The median and 95th percentile of `duration_ms` of successful sign-ins,
 /// per method: one statement for both, so that the events are read once.
@@ -134,41 +97,18 @@ pub struct Stage {
     pub whole: String,
 }
 
-fn ts(t: DateTime<Utc>) -> String {
-    format!("to_timestamp_micros({})", t.timestamp_micros())
-}
-
-/// How finely a statement that groups by ceremony or user cuts the range.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Chunking {
-    /// Whole ISO weeks, from Monday 00:00 UTC.
-    Weeks,
-    /// Half weeks (Monday to Thursday, Thursday to Monday, 00:00 UTC) for
-    /// hourly and daily intervals; whole weeks for weekly ones.
-    HalfWeeks,
-}
-
-/// `[from, to)` cut at Mondays, 00:00 UTC, and with [`Chunking::HalfWeeks`]
-/// at Thursdays too: every interval falls whole in one chunk, and the edges
-/// stay where they are as the range moves (a chunk's cached result is
-/// reused). The ceremony grouping takes half weeks: over ten million events
-/// a month a whole week (2.3 million events) came close enough to the
-/// memory limit to be refused now and then, half a week (1.3 million) stays
-/// well within it. The user groupings take weeks: they need less memory,
-/// and `u`'s chunks each join the whole history (read once per report).
-pub fn chunks(req: &KpiRequest, chunking: Chunking) -> Vec<(DateTime<Utc>, DateTime<Utc>)> {
+/// `[from, to)` cut at Mondays, 00:00 UTC: every interval falls whole in
+/// one chunk, and the edges stay where they are as the range moves (a
+/// chunk's cached result is reused). `u` groups a week's events by user
+/// within the memory limit (2.3 million events over ten million a month),
+/// and each of its chunks joins the whole history, so fewer, larger chunks.
+pub fn chunks(req: &KpiRequest) -> Vec<(DateTime<Utc>, DateTime<Utc>)> {
     let day = req.from.date_naive();
     let monday = day - Duration::days(i64::from(day.weekday().num_days_from_monday()));
     let mut edge = monday.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc();
-    let halves = chunking == Chunking::HalfWeeks && req.interval != Interval::Week;
     let mut out = Vec::new();
     while edge < req.to {
-        let next = if halves && edge.weekday() == Weekday::Mon {
-            edge + Duration::days(3)
-        } else {
-            let to_monday = 7 - i64::from(edge.weekday().num_days_from_monday());
-            edge + Duration::days(to_monday)
-        };
+        let next = edge + Duration::days(7);
         let (a, b) = (edge.max(req.from), next.min(req.to));
         if a < b {
             out.push((a, b));
@@ -187,37 +127,23 @@ pub(super) fn within(req: &KpiRequest, from: DateTime<Utc>, to: DateTime<Utc>) -
     }
 }
 
+/// `a`: the rollups of the range's days and its odd hours ([`Table`]),
+/// put together.
 fn ceremonies(req: &KpiRequest) -> Stage {
-    let margin = Duration::hours(1);
-    let parts = chunks(req, Chunking::HalfWeeks)
-        .into_iter()
-        .map(|(from, to)| {
-            let wide = within(
-                req,
-                (from - margin).max(req.from),
-                (to + margin).min(req.to),
-            );
-            let sql = format!(
-                "SELECT b, g, {KINDS}, count(*) AS n FROM ({CEREMONY})
-                 WHERE first >= {} AND first < {}
-                 GROUP BY b, g, {KINDS}",
-                ts(from),
-                ts(to)
-            );
-            Part::new(&wide, &sql, Sets::Both)
-        })
-        .collect();
-    let merge = sums(req, "a0", KINDS);
     let whole = statement(
         req,
         &format!(
-            "SELECT b, g, {KINDS}, count(*) AS n FROM ({CEREMONY}) GROUP BY {{SETS({KINDS})}}"
+            "SELECT b, g, {KINDS}, count(*) AS n FROM ({}) GROUP BY {{SETS({KINDS})}}",
+            ceremony(&format!(
+                "min(b) AS b, {} AS g",
+                req.by.map_or(NO_BREAKDOWN.to_owned(), ceremony_breakdown)
+            ))
         ),
     );
     Stage {
         name: "a",
-        parts,
-        merge: Some(merge),
+        parts: Table::Ceremonies.parts(req),
+        merge: Some(Table::Ceremonies.merge(req)),
         whole,
     }
 }
@@ -236,28 +162,23 @@ fn quantiles(req: &KpiRequest) -> Stage {
     }
 }
 
-/// `c`: half a week at a time, like `a` (without its margin: an event is
-/// counted where it falls), then summed into the series and totals.
+/// `c`: like `a`, from rollups.
 fn counts(req: &KpiRequest) -> Stage {
+    let counts = format!(
+        "SELECT b, g, event_type, recovery_channel, {KIND} AS kind, count(*) AS n
+         FROM e WHERE {COUNTED_EVENTS} GROUP BY b, g, event_type, recovery_channel, kind"
+    );
     Stage {
         name: "c",
-        parts: chunks(req, Chunking::HalfWeeks)
-            .into_iter()
-            .map(|(from, to)| Part::new(&within(req, from, to), COUNTS, Sets::Both))
-            .collect(),
-        merge: Some(sums(req, "c0", COUNTED)),
-        whole: sums(req, &format!("({COUNTS})"), COUNTED),
+        parts: Table::Counts.parts(req),
+        merge: Some(Table::Counts.merge(req)),
+        whole: statement(
+            req,
+            &format!(
+                "SELECT b, g, {COUNTED}, sum(n) AS n FROM ({counts}) GROUP BY {{SETS({COUNTED})}}"
+            ),
+        ),
     }
-}
-
-/// The counts `n` of `rows` summed by `columns`, into the series and the
-/// totals: how the chunks of a table whose counts add up (`a`, `c`) are
-/// put together.
-fn sums(req: &KpiRequest, rows: &str, columns: &str) -> String {
-    statement(
-        req,
-        &format!("SELECT b, g, {columns}, sum(n) AS n FROM {rows} GROUP BY {{SETS({columns})}}"),
-    )
 }
 
 /// The shared tables `statements` read, in the order they must be made. A
@@ -314,38 +235,20 @@ mod tests {
     #[test]
     fn chunks_cover_the_range_once_at_fixed_edges() {
         let days = |q: &str| -> Vec<String> {
-            chunks(&req(q), Chunking::HalfWeeks)
+            chunks(&req(q))
                 .iter()
                 .map(|(a, b)| format!("{}..{}", a.format("%d %H"), b.format("%d %H")))
                 .collect()
         };
-        // 2026-11-04 is a Wednesday; the 9th and 16th are Mondays, the 5th,
-        // 12th and 19th Thursdays.
+        // 2026-11-04 is a Wednesday; the 9th and 16th are Mondays.
         assert_eq!(
             days("from=2026-11-04T06:00:00Z&to=2026-11-20T12:00:00Z"),
-            [
-                "04 06..05 00",
-                "05 00..09 00",
-                "09 00..12 00",
-                "12 00..16 00",
-                "16 00..19 00",
-                "19 00..20 12"
-            ]
+            ["04 06..09 00", "09 00..16 00", "16 00..20 12"]
         );
         assert_eq!(
             days("from=2026-11-04T06:00:00Z&to=2026-11-20T12:00:00Z&interval=hour"),
-            days("from=2026-11-04T06:00:00Z&to=2026-11-20T12:00:00Z&interval=day")
+            days("from=2026-11-04T06:00:00Z&to=2026-11-20T12:00:00Z&interval=week")
         );
-        // Weekly intervals, or weeks asked for: whole weeks only.
-        assert_eq!(
-            days("from=2026-11-04T06:00:00Z&to=2026-11-20T12:00:00Z&interval=week"),
-            ["04 06..09 00", "09 00..16 00", "16 00..20 12"]
-        );
-        let weeks: Vec<_> = chunks(
-            &req("from=2026-11-04T06:00:00Z&to=2026-11-20T12:00:00Z"),
-            Chunking::Weeks,
-        );
-        assert_eq!(weeks.len(), 3);
         assert_eq!(
             days("from=2026-11-02T00:00:00Z&to=2026-11-04T00:00:00Z"),
             ["02 00..04 00"]

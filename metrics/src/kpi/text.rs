@@ -15,7 +15,7 @@ pub fn catalog_markdown() -> String {
          metrics/src/kpi/catalog.rs and funnel.rs; a test fails when they differ. -->\n\n\
          Every KPI keyshift reports, defined once in `metrics/src/kpi/catalog.rs` (the SQL \
          there is the definition; the ceremony, user, quantile and count tables it reads are \
-         defined in `stages.rs` and `users.rs` beside it). Served by `GET /v1/kpis`, \
+         defined in `stages.rs`, `rollup.rs` and `users.rs` beside it). Served by `GET /v1/kpis`, \
          `GET /v1/funnel` and `keyshift kpis`.\n\n\
          Rules that hold for all of them:\n\n\
          - **Time**: intervals (`hour`, `day`, `week` — ISO weeks, from Monday) start at UTC \
@@ -27,7 +27,10 @@ pub fn catalog_markdown() -> String {
          retry inside it is not a second attempt); an event without `attempt_id` is a \
          ceremony of its own. A ceremony that started and never succeeded — abandoned, \
          failed or fallen back — counts as a failure. It belongs to the interval of its \
-         first event.\n\
+         first event and is judged by all of its events up to an hour later, also past the \
+         range's end (a sign-in started at 23:59:50 that succeeded at 00:00:05 is a success \
+         of the day it started); one whose first event lies before `from` is not in the \
+         range. Its breakdown value is the smallest its events carry.\n\
          - **Ratios** carry their numerator and denominator; a zero denominator gives \
          `value: null`, never 0 or NaN.\n\
          - **Late events**: an interval can still change when late events arrive; every \
@@ -37,7 +40,9 @@ pub fn catalog_markdown() -> String {
          `store.result_cache_disk_mib` under `<data_dir>/cache/results`). A repeat over days \
          that got no file since is answered from the cache; a new, late, compacted or erased \
          file of one of those days makes that statement run again. A cached answer is never \
-         stale.\n\n\
+         stale. The ceremonies and counted events of a day are grouped once by hour for every \
+         relying party and breakdown (its rollup, kept the same way, made after commits by \
+         the rollup task, `[kpi_rollups]`), and every report sums those rows.\n\n\
          | KPI | unit | counts | numerator | denominator | per key | reference |\n\
          |---|---|---|---|---|---|---|\n",
     );

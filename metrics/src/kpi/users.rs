@@ -5,7 +5,7 @@
 
 use super::engine::{NO_BREAKDOWN, NO_INTERVAL, Part, Sets, statement};
 use super::request::KpiRequest;
-use super::stages::{Chunking, Stage, chunks, within};
+use super::stages::{Stage, chunks, within};
 
 /// What a user's events of an interval say about them.
 const USER_FLAGS: &str = "bool_or(event_type = 'enrollment.offered') AS offered,
@@ -134,7 +134,7 @@ enum UserRows {
 /// range in one more pass grouped without intervals; their rows are put
 /// together (`totals` is the statement of that pass).
 fn series_and_totals(req: &KpiRequest, series: &str, totals: &str) -> Vec<Part> {
-    let mut parts: Vec<Part> = chunks(req, Chunking::Weeks)
+    let mut parts: Vec<Part> = chunks(req)
         .into_iter()
         .map(|(from, to)| Part::new(&within(req, from, to), series, Sets::Series))
         .collect();

@@ -80,6 +80,13 @@ impl PartitionPrints {
         Ok(out)
     }
 
+    /// The days that have files, oldest first.
+    pub fn days(&self) -> impl DoubleEndedIterator<Item = NaiveDate> + '_ {
+        self.by_day
+            .keys()
+            .filter_map(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
+    }
+
     /// The digest of the partitions from `from` (all before too, if `None`)
     /// through `to`, inclusive.
     pub fn range(&self, from: Option<NaiveDate>, to: NaiveDate) -> Digest32 {

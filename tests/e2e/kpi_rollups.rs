@@ -1,0 +1,185 @@
+//! The day rollups of the KPI reports (`metrics/src/kpi/rollup.rs`): a
+//! ceremony that crosses midnight is one ceremony of the day it started,
+//! whatever the range; ranges with hours that are not whole; and the
+//! rollup task making the days before a report asks for them.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::common::{Server, sample};
+use crate::kpis::{ADMIN, get, secured, store, total};
+
+const RP: &str = "midnight.example";
+
+fn ev(id: &str, etype: &str, at: &str, attempt: &str, data: Value) -> String {
+    json!({
+        "schema_version": 1,
+        "event_id": id,
+        "event_type": etype,
+        "occurred_at": at,
+        "rp_id": RP,
+        "user_id": format!("user-{attempt}"),
+        "attempt_id": attempt,
+        "client": {"os": "iOS", "browser": "Safari", "form_factor": "mobile", "app_type": "web"},
+        "data": data
+    })
+    .to_string()
+}
+
+/// Ceremony `x` starts at 23:59:50 on the 2nd and succeeds at 00:00:05 on
+/// the 3rd; ceremony `y` starts at 10:15 on the 3rd and fails.
+fn events() -> Vec<String> {
+    let passkey = json!({"method": "passkey"});
+    vec![
+        ev(
+            "m1",
+            "auth.started",
+            "2026-11-02T23:59:50Z",
+            "x",
+            passkey.clone(),
+        ),
+        ev(
+            "m2",
+            "auth.succeeded",
+            "2026-11-03T00:00:05Z",
+            "x",
+            json!({"method": "passkey", "duration_ms": 15000}),
+        ),
+        ev("m3", "auth.started", "2026-11-03T10:15:00Z", "y", passkey),
+        ev(
+            "m4",
+            "auth.failed",
+            "2026-11-03T10:15:03Z",
+            "y",
+            json!({"method": "passkey", "error": {"name": "NotAllowedError"}}),
+        ),
+    ]
+}
+
+/// `[numerator, denominator]` of the passkey sign-in success over the
+/// range; `[0, 0]` when no ceremony is in it (no totals row).
+fn counted(report: &Value) -> [i64; 2] {
+    match report["kpis"][0]["totals"].as_array() {
+        Some(rows) if rows.is_empty() => [0, 0],
+        _ => total(report, "passkey_signin_success"),
+    }
+}
+
+async fn success(server: &Server, from: &str, to: &str) -> Value {
+    let (status, report) = get(
+        server,
+        &format!("/v1/kpis?rp_id={RP}&from={from}&to={to}&kpi=passkey_signin_success"),
+        ADMIN,
+    )
+    .await;
+    assert_eq!(status, 200, "{report}");
+    report
+}
+
+#[tokio::test]
+async fn a_ceremony_across_midnight_is_one_of_the_day_it_started() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(secured(dir.path())).await;
+    store(&server, &events()).await;
+
+    // By day: `x` succeeded on the 2nd (where it started), `y` failed on
+    // the 3rd.
+    let both = success(&server, "2026-11-02T00:00:00Z", "2026-11-04T00:00:00Z").await;
+    assert_eq!(total(&both, "passkey_signin_success"), [1, 2], "{both}");
+    let series = &both["kpis"][0]["series"];
+    let days: Vec<(String, i64, i64)> = series
+        .as_array()
+        .expect("series")
+        .iter()
+        .map(|p| {
+            (
+                p["t"].as_str().expect("t")[..10].to_owned(),
+                p["numerator"].as_i64().expect("numerator"),
+                p["denominator"].as_i64().expect("denominator"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        days,
+        [("2026-11-02".into(), 1, 1), ("2026-11-03".into(), 0, 1)],
+        "{both}"
+    );
+    for (from, to, want, why) in [
+        (
+            "2026-11-03T00:00:00Z",
+            "2026-11-04T00:00:00Z",
+            [0, 1],
+            "`x` started before the range",
+        ),
+        (
+            "2026-11-02T00:00:00Z",
+            "2026-11-03T00:00:00Z",
+            [1, 1],
+            "`x` is judged by its success after the range's end",
+        ),
+        (
+            "2026-11-02T23:30:00Z",
+            "2026-11-03T10:30:00Z",
+            [1, 2],
+            "hours that are not whole, at both ends",
+        ),
+        (
+            "2026-11-02T23:59:55Z",
+            "2026-11-03T10:15:01Z",
+            [0, 1],
+            "inside the first event of `x`, up to just after `y` started",
+        ),
+        (
+            "2026-11-03T10:20:00Z",
+            "2026-11-03T10:40:00Z",
+            [0, 0],
+            "no ceremony started in it",
+        ),
+    ] {
+        let report = success(&server, from, to).await;
+        assert_eq!(counted(&report), want, "{why}: {report}");
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_rollup_task_makes_the_days_before_a_report_asks() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut c = secured(dir.path());
+    c.kpi_rollups.enabled = true;
+    c.kpi_rollups.interval = Duration::from_secs(1);
+    let server = Server::start(c).await;
+    store(&server, &events()).await;
+
+    // Two days, each with a ceremony rollup and a counted-events rollup.
+    const MADE: f64 = 4.0;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let made = sample(&server.scrape().await, "keyshift_kpi_rollups_made_total");
+        if made == Some(MADE) {
+            break;
+        }
+        assert!(
+            made.unwrap_or(0.0) < MADE,
+            "more rollups than days: {made:?}"
+        );
+        assert!(Instant::now() < deadline, "rollups never made: {made:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let hits = |text: &str| {
+        sample(
+            text,
+            "keyshift_query_cache_lookups_total{outcome=\"memory\"}",
+        )
+        .unwrap_or(0.0)
+    };
+    let before = hits(&server.scrape().await);
+    let report = success(&server, "2026-11-02T00:00:00Z", "2026-11-04T00:00:00Z").await;
+    assert_eq!(total(&report, "passkey_signin_success"), [1, 2], "{report}");
+    // The report found the two ceremony rollups it reads in the cache.
+    assert_eq!(hits(&server.scrape().await) - before, 2.0);
+    let made = sample(&server.scrape().await, "keyshift_kpi_rollups_made_total");
+    assert_eq!(made, Some(MADE));
+    server.stop().await;
+}
