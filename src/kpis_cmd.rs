@@ -51,6 +51,21 @@ async fn last_commit(tables: &Tables) -> Option<DateTime<Utc>> {
     DateTime::from_timestamp_millis(info.timestamp?)
 }
 
+/// A query engine over `tables` outside the server, with the result cache
+/// of `config`'s data dir (what reports and the rollup task keep there).
+pub(crate) fn kpi_engine(config: &Config, tables: Tables) -> anyhow::Result<QueryEngine> {
+    Ok(QueryEngine::fixed(
+        tables,
+        QueryLimits::from(&config.store),
+        QueryExecutor::standalone(&config.store)?,
+    )?
+    .with_result_cache(ResultCache::new(
+        &config.store,
+        Some(config.result_cache_dir()),
+        ResultCacheMetrics::unregistered(),
+    )))
+}
+
 /// Computes the report `args` asks for over the store of `config`: a text
 /// table, or JSON with `--json`; the KPI catalogue (Markdown) with
 /// `--catalog`. `--to` defaults to the time of the last commit of
@@ -76,16 +91,7 @@ pub async fn run_kpis(config: &Config, args: &KpisArgs) -> anyhow::Result<String
         raw.add_kpis(k);
     }
     let req = raw.check(watermark.unwrap_or_else(Utc::now))?;
-    let engine = QueryEngine::fixed(
-        tables,
-        QueryLimits::from(&config.store),
-        QueryExecutor::standalone(&config.store)?,
-    )?
-    .with_result_cache(ResultCache::new(
-        &config.store,
-        Some(config.result_cache_dir()),
-        ResultCacheMetrics::unregistered(),
-    ));
+    let engine = kpi_engine(config, tables)?;
     Ok(if args.funnel {
         let report = kpi::funnels(&engine, &req, watermark).await?;
         if args.json {

@@ -25,9 +25,9 @@ use keyshift_http::Principal;
 use keyshift_ingest::metrics::IngestMetrics;
 use keyshift_ingest::pipeline::{Input, Pipeline};
 use keyshift_metrics::kpi::{self, RawParams};
-use keyshift_store::metrics::{ResultCacheMetrics, StoreMetrics};
+use keyshift_store::metrics::StoreMetrics;
 use keyshift_store::query::QueryLimits;
-use keyshift_store::{QueryEngine, QueryExecutor, ResultCache, Source, Tables, Writer};
+use keyshift_store::{QueryEngine, QueryExecutor, Source, Tables, Writer};
 use prometheus::Registry;
 use tokio_util::sync::CancellationToken;
 
@@ -334,16 +334,7 @@ fn empty_cache(config: &Config) -> anyhow::Result<()> {
 /// the result cache's files.
 async fn make_rollups(config: &Config) -> anyhow::Result<(usize, Duration)> {
     let tables = Tables::open(&config.store_root(), &config.store.storage_options).await?;
-    let engine = QueryEngine::fixed(
-        tables,
-        QueryLimits::from(&config.store),
-        QueryExecutor::standalone(&config.store)?,
-    )?
-    .with_result_cache(ResultCache::new(
-        &config.store,
-        Some(config.result_cache_dir()),
-        ResultCacheMetrics::unregistered(),
-    ));
+    let engine = crate::kpis_cmd::kpi_engine(config, tables)?;
     let t0 = Instant::now();
     let pass = kpi::make_rollups(&engine, config.kpi_rollups.days).await?;
     if let Some((day, e)) = pass.failed.first() {
