@@ -8,9 +8,10 @@
 //! their breakdown columns, its `b` their hour bucketed) and sums them. So
 //! a day is grouped once per version of the files it reads and its rows
 //! kept in the result cache, by the first report that needs them or before
-//! that by the rollup task after a commit (`kpi_rollups.rs`, [`make_recent`]). Hours at the
-//! ends of a range that are not whole (a range ending at the watermark) are
-//! grouped from the events by the same statement over just those hours.
+//! that by the rollup task after a commit (`kpi_rollups.rs`, calling
+//! [`make_recent`]). Hours at the ends of a range that are not whole (a
+//! range ending at the watermark) are grouped from the events by the same
+//! statement over just those hours.
 //!
 //! A ceremony belongs to the hour of its first event and is judged by all
 //! of its events, read up to an hour before and after (a ceremony is
