@@ -111,6 +111,15 @@ impl Cache {
         Self { on, shared }
     }
 
+    /// The days of the snapshot that have files, oldest first; none when
+    /// caching is off.
+    pub(super) fn days(&self) -> Vec<NaiveDate> {
+        self.on
+            .as_ref()
+            .map(|(_, prints)| prints.days().collect())
+            .unwrap_or_default()
+    }
+
     fn key(&self, part: &Part) -> Option<(&ResultCache, Digest32)> {
         let (cache, prints) = self.on.as_ref()?;
         let read = prints.range(part.from, part.to);

@@ -21,9 +21,7 @@
 //! one successful ceremony of the day it started in.
 
 use chrono::{DateTime, Duration, DurationRound, NaiveDate, Utc};
-use keyshift_store::result_cache::PartitionPrints;
-use keyshift_store::schema::EVENT_DATE;
-use keyshift_store::{AUTH_EVENTS, Lane, QueryEngine};
+use keyshift_store::{Lane, QueryEngine};
 
 use super::engine::{
     NO_BREAKDOWN, Part, breakdown, bucket_of, kpi_session, quote, rp_filter, statement, ts,
@@ -275,10 +273,25 @@ pub async fn make_recent(engine: &QueryEngine, days: usize) -> keyshift_store::R
     let Some(cache) = engine.result_cache().cloned() else {
         return Ok(pass);
     };
+    // The days that lack a rollup, looked up in one slot: a pass after a
+    // commit has one or two to make, not a slot and a session for each
+    // of the recent days.
+    let lacking = cache.clone();
     let listed = engine
         .run_with_tables(Lane::Adhoc, move |_, tables| async move {
-            let prints = PartitionPrints::of(&tables.events, AUTH_EVENTS, EVENT_DATE)?;
-            Ok(prints.days().rev().take(days).collect::<Vec<_>>())
+            let cache = Cache::new(Some(lacking), &tables, &[]);
+            let missing = |day: &NaiveDate| {
+                [Table::Ceremonies, Table::Counts]
+                    .iter()
+                    .any(|t| cache.get(&t.day(*day)).is_none())
+            };
+            Ok(cache
+                .days()
+                .into_iter()
+                .rev()
+                .take(days)
+                .filter(missing)
+                .collect::<Vec<_>>())
         })
         .await?;
     for day in listed {
