@@ -21,14 +21,16 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// `MADV_DONTNEED`: the OS takes the pages when it needs them, and until
 /// then they are reused without being faulted in and zeroed again. A KPI
 /// report frees and allocates hundreds of MB from one statement to the
-/// next; the first report after a start took 4.3–4.7 s instead of
-/// 5.3–6.1 s over ten million events (docs/benchmarks.md). The cost: the
-/// resident size that `top` shows stays near its peak until the OS
-/// reclaims. `MIMALLOC_PURGE_DECOMMITS=1` in the environment keeps
-/// mimalloc's default.
+/// next; the first report after a start took a fifth less over ten
+/// million events (docs/benchmarks.md). The cost: the resident size that
+/// `top` shows stays near its peak until the OS reclaims.
+/// `MIMALLOC_PURGE_DECOMMITS=1` in the environment keeps mimalloc's
+/// default.
 #[cfg(feature = "mimalloc")]
 fn reuse_freed_memory() {
-    /// `mi_option_purge_decommits` in mimalloc.h (v2 and v3).
+    /// `mi_option_purge_decommits` in mimalloc.h, v2 and v3 (mimalloc keeps
+    /// the numbers: retired options keep their slots); libmimalloc-sys
+    /// names no constant for it.
     const PURGE_DECOMMITS: libmimalloc_sys::mi_option_t = 5;
     if std::env::var_os("MIMALLOC_PURGE_DECOMMITS").is_none() {
         // SAFETY: sets one of mimalloc's global options, an atomic that
