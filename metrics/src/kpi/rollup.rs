@@ -66,10 +66,11 @@ pub(super) const COUNTED: &str = "event_type, recovery_channel, kind";
 pub(super) const COUNTED_EVENTS: &str =
     "event_type IN ('recovery.started', 'support.contacted', 'enrollment.succeeded')";
 
-/// `kind` of a counted event.
-pub(super) const KIND: &str = "CASE WHEN event_type <> 'enrollment.succeeded' THEN NULL
+/// The [`COUNTED`] columns of an event (`kind` made from the BE flag).
+pub(super) const COUNTED_COLUMNS: &str = "event_type, recovery_channel,
+                 CASE WHEN event_type <> 'enrollment.succeeded' THEN NULL
                       WHEN credential_backup_eligible THEN 'synced'
-                      ELSE 'device_bound' END";
+                      ELSE 'device_bound' END AS kind";
 
 /// The breakdowns a rollup row carries as columns `g_<by>`; the relying
 /// party is its `rp_id`.
@@ -168,8 +169,7 @@ impl Table {
                 ts(y)
             ),
             Self::Counts => format!(
-                "WITH e AS (SELECT {hour} AS hour, rp_id, {}, event_type, recovery_channel,
-                                   {KIND} AS kind
+                "WITH e AS (SELECT {hour} AS hour, rp_id, {}, {COUNTED_COLUMNS}
                             FROM auth_events WHERE {rp}{COUNTED_EVENTS} AND {read})
                  SELECT hour, rp_id, {cols}, {kinds}, count(*) AS n, {whole} AS whole
                  FROM e GROUP BY hour, rp_id, {cols}, {kinds}",

@@ -28,7 +28,9 @@ use datafusion::datasource::MemTable;
 use super::engine::{NO_BREAKDOWN, Part, Sets, statement};
 use super::parts::mentions;
 use super::request::KpiRequest;
-use super::rollup::{COUNTED, COUNTED_EVENTS, KIND, KINDS, Table, ceremony, ceremony_breakdown};
+use super::rollup::{
+    COUNTED, COUNTED_COLUMNS, COUNTED_EVENTS, KINDS, Table, ceremony, ceremony_breakdown,
+};
 use super::users::users;
 use datafusion::error::DataFusionError;
 use keyshift_store::StoreError;
@@ -164,10 +166,6 @@ fn quantiles(req: &KpiRequest) -> Stage {
 
 /// `c`: like `a`, from rollups.
 fn counts(req: &KpiRequest) -> Stage {
-    let counts = format!(
-        "SELECT b, g, event_type, recovery_channel, {KIND} AS kind, count(*) AS n
-         FROM e WHERE {COUNTED_EVENTS} GROUP BY b, g, event_type, recovery_channel, kind"
-    );
     Stage {
         name: "c",
         parts: Table::Counts.parts(req),
@@ -175,7 +173,9 @@ fn counts(req: &KpiRequest) -> Stage {
         whole: statement(
             req,
             &format!(
-                "SELECT b, g, {COUNTED}, sum(n) AS n FROM ({counts}) GROUP BY {{SETS({COUNTED})}}"
+                "SELECT b, g, {COUNTED}, count(*) AS n
+                 FROM (SELECT b, g, {COUNTED_COLUMNS} FROM e WHERE {COUNTED_EVENTS})
+                 GROUP BY {{SETS({COUNTED})}}"
             ),
         ),
     }
