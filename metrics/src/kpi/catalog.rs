@@ -43,7 +43,8 @@
 //!   combination.
 //! - `q` — per method, the median (`p50`) and 95th percentile (`p95`) of
 //!   `duration_ms` of the successful sign-ins (`auth.succeeded`) that carry
-//!   it, by linear interpolation (`percentile_cont`), and their number `n`.
+//!   it, by linear interpolation (the values of `percentile_cont`, both
+//!   from one aggregate: `quantiles.rs`), and their number `n`.
 //!
 //! - `c` — **events counted** by `event_type`, `recovery_channel` and
 //!   `kind` (`synced` or `device_bound` by the BE flag, for

@@ -306,7 +306,11 @@ pub(super) fn kpi_session(ctx: &SessionContext) -> datafusion::error::Result<()>
     // before the filters: it built `u`'s on the users seen in a week
     // (635,000 rows, 103 MB over ten million events), not on their history
     // (85,000, 26 MB).
-    options.set("datafusion.optimizer.join_reordering", "false")
+    options.set("datafusion.optimizer.join_reordering", "false")?;
+    drop(state);
+    // `q`'s aggregate (`quantiles.rs`).
+    super::quantiles::register(ctx);
+    Ok(())
 }
 
 /// A part's result: `hit`, or run now (after the history, if it reads it).
