@@ -7,36 +7,40 @@ use super::engine::{NO_BREAKDOWN, NO_INTERVAL, Part, Sets, statement};
 use super::request::KpiRequest;
 use super::stages::{Stage, chunks, within};
 
-/// What a user's events of an interval say about them, as bits of `flags`
-/// (see [`BITS`]) and the largest `error_name` of a failed enrolment.
+/// The events that mark a user in an interval: their type, the column of
+/// `u` that says so, and its bit in `flags` and `kind`.
 ///
 /// Bits rather than a column each: one accumulator instead of six, and
 /// the users counted by kind grouped by one integer instead of nine
 /// columns.
-const USER_FLAGS: &str = "bit_or(CASE event_type WHEN 'enrollment.offered' THEN 1
-                                          WHEN 'enrollment.started' THEN 2
-                                          WHEN 'enrollment.succeeded' THEN 4
-                                          WHEN 'enrollment.skipped' THEN 8
-                                          WHEN 'enrollment.failed' THEN 16
-                                          WHEN 'auth.succeeded' THEN 32
-                                          ELSE 0 END) AS flags,
-                max(error_name) FILTER (WHERE event_type = 'enrollment.failed') AS enroll_error";
-
-/// [`USER_FLAGS`] of several rows of one user put together.
-const USER_FLAGS_AGAIN: &str = "bit_or(flags) AS flags, max(enroll_error) AS enroll_error";
-
-/// The columns of `u` and their bits in a user's `kind`: [`USER_FLAGS`]'s
-/// and, from the history, `holds` (64) and `at_risk` (128).
-const BITS: [(&str, u8); 8] = [
-    ("offered", 1),
-    ("started", 2),
-    ("enrolled", 4),
-    ("skipped", 8),
-    ("enroll_failed", 16),
-    ("active", 32),
-    ("holds", 64),
-    ("at_risk", 128),
+const EVENT_BITS: [(&str, &str, u8); 6] = [
+    ("enrollment.offered", "offered", 1),
+    ("enrollment.started", "started", 2),
+    ("enrollment.succeeded", "enrolled", 4),
+    ("enrollment.skipped", "skipped", 8),
+    ("enrollment.failed", "enroll_failed", 16),
+    ("auth.succeeded", "active", 32),
 ];
+
+/// The bits of `kind` from the history at the interval's end.
+const HOLDS: u8 = 64;
+const AT_RISK: u8 = 128;
+
+/// What a user's events of an interval say about them: `flags` (the bits
+/// of [`EVENT_BITS`]) and the largest `error_name` of a failed enrolment.
+fn user_flags() -> String {
+    let whens: String = EVENT_BITS
+        .iter()
+        .map(|(event, _, bit)| format!(" WHEN '{event}' THEN {bit}"))
+        .collect();
+    format!(
+        "bit_or(CASE event_type{whens} ELSE 0 END) AS flags,
+         max(error_name) FILTER (WHERE event_type = 'enrollment.failed') AS enroll_error"
+    )
+}
+
+/// [`user_flags`] of several rows of one user put together.
+const USER_FLAGS_AGAIN: &str = "bit_or(flags) AS flags, max(enroll_error) AS enroll_error";
 
 /// `u`: one row per kind of user seen in an interval (any event with a
 /// user), counted in `n`:
@@ -55,6 +59,7 @@ const BITS: [(&str, u8); 8] = [
 /// the join. The join is written `h RIGHT JOIN seen` so that its hash table
 /// holds the history, the smaller side (KPI sessions keep joins as written).
 fn users_sql(rows: UserRows) -> String {
+    let user_flags = user_flags();
     // `b` and `g` are grouped by only where they vary. DataFusion takes a
     // constant grouping column for a sort order and groups in its partially
     // sorted mode, which doubled a week's statement without a breakdown
@@ -85,28 +90,30 @@ fn users_sql(rows: UserRows) -> String {
     );
     let seen = match rows {
         UserRows::Whole => format!(
-            "seen AS (SELECT b, g, user_key, {USER_FLAGS}
+            "seen AS (SELECT b, g, user_key, {user_flags}
                       FROM e WHERE user_key IS NOT NULL GROUP BY {{SETS(user_key)}})"
         ),
         // Grouping the events per breakdown value and over all of them
         // (`{SETS(user_key)}`) would group every event twice: they are
         // grouped by user once, and those far fewer rows grouped again.
         UserRows::Totals { by: true } => format!(
-            "seen1 AS (SELECT g, user_key, {USER_FLAGS}
+            "seen1 AS (SELECT g, user_key, {user_flags}
                        FROM e WHERE user_key IS NOT NULL GROUP BY g, user_key),
              seen AS (SELECT {NO_INTERVAL} AS b, g, user_key, {USER_FLAGS_AGAIN}
                       FROM seen1 GROUP BY {{SETS(user_key)}})"
         ),
         UserRows::Series { .. } | UserRows::Totals { .. } => format!(
-            "seen AS (SELECT {} AS b, {} AS g, user_key, {USER_FLAGS}
+            "seen AS (SELECT {} AS b, {} AS g, user_key, {user_flags}
                       FROM e WHERE user_key IS NOT NULL GROUP BY {}user_key)",
             b_of(""),
             g_of(""),
             keys("")
         ),
     };
-    let columns = BITS
+    let columns = EVENT_BITS
         .iter()
+        .map(|(_, name, bit)| (*name, *bit))
+        .chain([("holds", HOLDS), ("at_risk", AT_RISK)])
         .map(|(name, bit)| format!("(kind & {bit}) <> 0 AS {name}"))
         .collect::<Vec<_>>()
         .join(", ");
@@ -124,9 +131,9 @@ fn users_sql(rows: UserRows) -> String {
                                            AND h.occurred_at < {{END(seen.b)}}
                GROUP BY {}seen.user_key),
          k AS (SELECT b, g, enroll_error,
-                      flags | (CASE WHEN held > 0 THEN 64 ELSE 0 END)
+                      flags | (CASE WHEN held > 0 THEN {HOLDS} ELSE 0 END)
                             | (CASE WHEN held = 1 AND NOT synced AND NOT recovery
-                                    THEN 128 ELSE 0 END) AS kind
+                                    THEN {AT_RISK} ELSE 0 END) AS kind
                FROM s)
          SELECT {} AS b, {} AS g, {columns}, enroll_error, count(*) AS n
          FROM k
@@ -176,5 +183,21 @@ pub(super) fn users(req: &KpiRequest) -> Stage {
         ),
         merge: None,
         whole: statement(req, &users_sql(UserRows::Whole)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_of_user_has_a_bit_of_its_own() {
+        let bits: Vec<u8> = EVENT_BITS
+            .iter()
+            .map(|(_, _, bit)| *bit)
+            .chain([HOLDS, AT_RISK])
+            .collect();
+        assert!(bits.iter().all(|b| b.count_ones() == 1), "{bits:?}");
+        assert_eq!(bits.iter().fold(0u8, |all, b| all | b), u8::MAX);
     }
 }
