@@ -51,8 +51,34 @@ fn fields() -> Fields {
         .collect()
 }
 
-fn list_of_values() -> DataType {
-    DataType::List(Arc::new(Field::new_list_field(DataType::Float64, true)))
+/// The element of the state's lists: one group's values.
+fn value_field() -> FieldRef {
+    Arc::new(Field::new_list_field(DataType::Float64, true))
+}
+
+/// The state of `groups`: a list of each one's values.
+fn lists(groups: &[Vec<f64>]) -> DfResult<ArrayRef> {
+    let offsets = OffsetBuffer::from_lengths(groups.iter().map(Vec::len));
+    let flat: Float64Array = groups.concat().into();
+    Ok(Arc::new(ListArray::try_new(
+        value_field(),
+        offsets,
+        Arc::new(flat),
+        None,
+    )?))
+}
+
+/// The quantiles of `groups` (each reordered, none emptied), one struct a
+/// group.
+fn quantiles(groups: &mut [Vec<f64>]) -> DfResult<ArrayRef> {
+    let columns = QUANTILES
+        .iter()
+        .map(|(_, p)| {
+            let column: Float64Array = groups.iter_mut().map(|v| quantile(v, *p)).collect();
+            Arc::new(column) as ArrayRef
+        })
+        .collect();
+    Ok(Arc::new(StructArray::try_new(fields(), columns, None)?))
 }
 
 impl AggregateUDFImpl for MedianAndP95 {
@@ -71,7 +97,7 @@ impl AggregateUDFImpl for MedianAndP95 {
     fn state_fields(&self, args: StateFieldsArgs) -> DfResult<Vec<FieldRef>> {
         Ok(vec![Arc::new(Field::new(
             format_state_name(args.name, "values"),
-            list_of_values(),
+            DataType::List(value_field()),
             true,
         ))])
     }
@@ -117,7 +143,7 @@ fn quantile(values: &mut [f64], p: f64) -> Option<f64> {
 }
 
 /// Every group's values, kept until the quantiles are asked for.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default)]
 struct Groups {
     values: Vec<Vec<f64>>,
 }
@@ -176,28 +202,11 @@ impl GroupsAccumulator for Groups {
     }
 
     fn state(&mut self, emit_to: EmitTo) -> DfResult<Vec<ArrayRef>> {
-        let groups = emit_to.take_needed(&mut self.values);
-        let offsets = OffsetBuffer::from_lengths(groups.iter().map(Vec::len));
-        let flat: Float64Array = groups.into_iter().flatten().collect::<Vec<_>>().into();
-        let list = ListArray::try_new(
-            Arc::new(Field::new_list_field(DataType::Float64, true)),
-            offsets,
-            Arc::new(flat),
-            None,
-        )?;
-        Ok(vec![Arc::new(list)])
+        Ok(vec![lists(&emit_to.take_needed(&mut self.values))?])
     }
 
     fn evaluate(&mut self, emit_to: EmitTo) -> DfResult<ArrayRef> {
-        let mut groups = emit_to.take_needed(&mut self.values);
-        let columns = QUANTILES
-            .iter()
-            .map(|(_, p)| {
-                let column: Float64Array = groups.iter_mut().map(|v| quantile(v, *p)).collect();
-                Arc::new(column) as ArrayRef
-            })
-            .collect();
-        Ok(Arc::new(StructArray::try_new(fields(), columns, None)?))
+        quantiles(&mut emit_to.take_needed(&mut self.values))
     }
 
     fn convert_to_state(
@@ -205,18 +214,11 @@ impl GroupsAccumulator for Groups {
         values: &[ArrayRef],
         opt_filter: Option<&BooleanArray>,
     ) -> DfResult<Vec<ArrayRef>> {
-        let [x] = values else {
-            return Err(internal("one argument"));
-        };
-        let x = x.as_primitive::<Float64Type>();
-        let mut one = Self::default();
-        one.update_batch(
-            values,
-            &(0..x.len()).collect::<Vec<_>>(),
-            opt_filter,
-            x.len(),
-        )?;
-        one.state(EmitTo::All)
+        // Each row a group of its own.
+        let rows = values.first().map_or(0, |v| v.len());
+        let mut each = Self::default();
+        each.update_batch(values, &(0..rows).collect::<Vec<_>>(), opt_filter, rows)?;
+        each.state(EmitTo::All)
     }
 
     fn size(&self) -> usize {
@@ -229,13 +231,17 @@ impl GroupsAccumulator for Groups {
     }
 }
 
-/// [`Groups`] of one group, for an aggregation without `GROUP BY`.
+/// [`Groups`] of one group, for an aggregation without `GROUP BY`. Its
+/// state and value are read without emptying it: a window's frame asks for
+/// them again as it moves.
 #[derive(Debug, Default)]
 struct OneGroup(Groups);
 
 impl OneGroup {
-    fn one(array: ArrayRef) -> DfResult<ScalarValue> {
-        ScalarValue::try_from_array(&array, 0)
+    /// The one group's values.
+    fn group(&mut self) -> &mut [Vec<f64>] {
+        self.0.grow(1);
+        &mut self.0.values
     }
 }
 
@@ -251,15 +257,11 @@ impl Accumulator for OneGroup {
     }
 
     fn state(&mut self) -> DfResult<Vec<ScalarValue>> {
-        let mut all = self.0.clone();
-        all.grow(1);
-        all.state(EmitTo::All)?.into_iter().map(Self::one).collect()
+        Ok(vec![ScalarValue::try_from_array(&lists(self.group())?, 0)?])
     }
 
     fn evaluate(&mut self) -> DfResult<ScalarValue> {
-        let mut all = self.0.clone();
-        all.grow(1);
-        Self::one(all.evaluate(EmitTo::All)?)
+        ScalarValue::try_from_array(&quantiles(self.group())?, 0)
     }
 
     fn size(&self) -> usize {
@@ -339,5 +341,13 @@ mod tests {
             all_null.is_some_and(|l| !l.chars().any(|c| c.is_ascii_digit())),
             "{ours}"
         );
+        // Without `GROUP BY`: the one-group form.
+        let whole = |select: &str| format!("SELECT {select} FROM {t}");
+        let ours = whole(&format!("{NAME}(d)['p50'] AS p50, {NAME}(d)['p95'] AS p95"));
+        let theirs = whole(
+            "percentile_cont(0.5) WITHIN GROUP (ORDER BY d) AS p50, \
+             percentile_cont(0.95) WITHIN GROUP (ORDER BY d) AS p95",
+        );
+        assert_eq!(run(ours).await, run(theirs).await);
     }
 }
