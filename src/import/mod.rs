@@ -26,7 +26,9 @@ use keyshift_ingest::pipeline::{IngestSummary, Input, Item, Prepared, Unparsed};
 use keyshift_ingest::{IngestError, Pipeline};
 use keyshift_store::metrics::{QueryMetrics, StoreMetrics};
 use keyshift_store::query::QueryLimits;
-use keyshift_store::{ExecutorSettings, QueryEngine, QueryExecutor, Source, Tables, Writer};
+use keyshift_store::{
+    ExecutorSettings, QueryEngine, QueryExecutor, Source, StreamPosition, Tables, Writer,
+};
 use prometheus::Registry;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -206,14 +208,17 @@ async fn import_file(
     };
     report.content_id = id.clone();
     let app_id = id.as_ref().map(|id| format!("keyshift-import-{id}"));
-    let (events_done, rejected_done) = match &app_id {
-        None => (0, 0),
+    let stored = match &app_id {
+        None => Default::default(),
         Some(app) => {
             let v = pipeline.writer().refresh(vec![app.clone()]).await?;
-            let v = v.get(app).copied().unwrap_or_default();
-            (v.events.unwrap_or(0), v.rejected.unwrap_or(0))
+            v.get(app).copied().unwrap_or_default()
         }
     };
+    let (events_done, rejected_done) = (stored.events.unwrap_or(0), stored.rejected.unwrap_or(0));
+    // Each commit follows the previous one: a second import of the same file
+    // running at the same time is refused instead of storing lines twice.
+    let mut after = stored.events;
     report.resumed_after_line = events_done;
     let opened = reader::open(path).context("opening the file")?;
     let mut progress = Progress::new(opened.size, !args.no_progress);
@@ -261,7 +266,11 @@ async fn import_file(
             }
         }
         let p = pipeline.clone();
-        let txns = app_id.iter().map(|app| (app.clone(), last_line)).collect();
+        let txns = app_id
+            .iter()
+            .map(|app| StreamPosition::new(app, after, last_line))
+            .collect();
+        after = Some(last_line);
         in_flight = Some(InFlight {
             task: tokio::spawn(async move { p.commit_with_txns(prepared, "import", txns).await }),
             lines,

@@ -179,6 +179,20 @@ pub enum StoreError {
         /// `None` when it has none.
         found: Option<i64>,
     },
+    /// A stream's position in the table is not the one the commit follows:
+    /// another writer recorded the stream since this one read it (a topic
+    /// partition that moved to another member). Nothing was committed.
+    #[error(
+        "{app_id}: the table holds stream position {found:?}, the commit follows {expected:?}; another writer recorded the stream meanwhile (a rebalance), nothing was committed"
+    )]
+    PositionMoved {
+        /// The `txn` app id of the stream.
+        app_id: String,
+        /// The position the commit expected the table to hold.
+        expected: Option<i64>,
+        /// The position the table holds.
+        found: Option<i64>,
+    },
     /// A group commit failed; every request in it gets this, with the kind
     /// of the root cause and the id under which the cause was logged.
     #[error(
@@ -216,6 +230,8 @@ impl StoreError {
             StoreError::Arrow { .. } | StoreError::QueryPanicked(_) | StoreError::Decode(_) => {
                 ErrorKind::Bug
             }
+            // Re-reading from the table's position is the remedy.
+            StoreError::PositionMoved { .. } => ErrorKind::Conflict,
             StoreError::QueryTimeout(_)
             | StoreError::Busy { .. }
             | StoreError::ShuttingDown
@@ -436,6 +452,14 @@ mod tests {
                 Transient,
             ),
             (StoreError::WriterClosed, Fatal),
+            (
+                StoreError::PositionMoved {
+                    app_id: "a".into(),
+                    expected: Some(1),
+                    found: Some(2),
+                },
+                Conflict,
+            ),
             (
                 StoreError::Fenced {
                     app_id: "a".into(),

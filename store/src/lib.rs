@@ -42,7 +42,7 @@ pub use query::QueryEngine;
 pub use records::{EventRecord, RejectedRecord, Source};
 pub use result_cache::ResultCache;
 pub use tables::Tables;
-pub use writer::{CommitReceipt, TxnVersions, Writer, WriterHandle};
+pub use writer::{CommitReceipt, StreamPosition, TxnVersions, Writer, WriterHandle};
 
 /// Table names, as registered in DataFusion and as directory names under the root.
 pub const AUTH_EVENTS: &str = "auth_events";

@@ -10,7 +10,8 @@ use tokio_util::sync::CancellationToken;
 use crate::metrics::StoreMetrics;
 use crate::query::QueryLimits;
 use crate::{
-    EventRecord, QueryEngine, QueryExecutor, RejectedRecord, Source, StoreConfig, Tables, Writer,
+    EventRecord, QueryEngine, QueryExecutor, RejectedRecord, Source, StoreConfig, StreamPosition,
+    Tables, Writer,
 };
 
 pub(crate) fn record(i: usize) -> EventRecord {
@@ -229,7 +230,9 @@ async fn unwaited_rows_flush_on_row_count_or_delay() {
 }
 
 /// Stream positions commit atomically with their rows, survive reloads, and a
-/// second writer with a stale view of the same position is refused.
+/// second writer with a stale view of the same position is refused: whether
+/// its snapshot is stale (Delta's conflict check) or only the position it
+/// follows (the fence), and then it records no rejections either.
 #[tokio::test]
 async fn txn_versions_commit_with_rows_and_fence_a_stale_writer() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -266,15 +269,19 @@ async fn txn_versions_commit_with_rows_and_fence_a_stale_writer() {
     first
         .write_with_txns(
             (0..3).map(record).collect(),
-            vec![rejected],
-            vec![(app.clone(), 10)],
+            vec![rejected.clone()],
+            vec![StreamPosition::new(&app, None, 10)],
         )
         .await
         .expect("first writer commits");
 
     // The second writer last read the table before that commit.
     let stale = second
-        .write_with_txns(vec![record(100)], Vec::new(), vec![(app.clone(), 12)])
+        .write_with_txns(
+            vec![record(100)],
+            Vec::new(),
+            vec![StreamPosition::new(&app, None, 12)],
+        )
         .await;
     let refused = stale.expect_err("a writer with a stale position must be refused");
     assert_eq!(
@@ -293,6 +300,42 @@ async fn txn_versions_commit_with_rows_and_fence_a_stale_writer() {
     );
     let engine = QueryEngine::live(second.published(), limits(), executor()).expect("engine");
     assert_eq!(count(&engine, "SELECT count(*) FROM auth_events").await, 3);
+
+    // Its snapshot is fresh now, but the batch it made follows the position
+    // it read before the first writer's commit (its partition moved and
+    // came back): refused before either table is written.
+    let moved = second
+        .write_with_txns(
+            vec![record(100)],
+            vec![rejected],
+            vec![StreamPosition::new(&app, None, 12)],
+        )
+        .await
+        .expect_err("a batch that follows an old position must be refused");
+    assert_eq!(moved.kind(), crate::ErrorKind::Conflict, "{moved}");
+    assert!(
+        moved
+            .to_string()
+            .contains("another writer recorded the stream"),
+        "{moved}"
+    );
+    let engine = QueryEngine::live(second.published(), limits(), executor()).expect("engine");
+    assert_eq!(count(&engine, "SELECT count(*) FROM auth_events").await, 3);
+    assert_eq!(
+        count(&engine, "SELECT count(*) FROM rejected_events").await,
+        1
+    );
+
+    second
+        .write_with_txns(
+            vec![record(100)],
+            Vec::new(),
+            vec![StreamPosition::new(&app, Some(10), 12)],
+        )
+        .await
+        .expect("a batch that follows the table's position commits");
+    let seen = second.refresh(vec![app.clone()]).await.expect("refresh")[&app];
+    assert_eq!(seen.events, Some(12));
 }
 
 /// The commit that reaches the checkpoint interval does not write the

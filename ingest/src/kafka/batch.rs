@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use chrono::Utc;
 use keyshift_http::Principal;
-use keyshift_store::Source;
+use keyshift_store::{Source, StreamPosition};
 use rdkafka::producer::FutureProducer;
 use tokio::sync::oneshot;
 
@@ -45,8 +45,9 @@ pub(super) struct InFlight {
 /// What a batch task needs besides the messages.
 pub(super) struct Batch {
     pub topic: String,
-    /// Each partition's position after the batch, as `txn` app id and version.
-    pub txns: Vec<(String, i64)>,
+    /// Each partition's position after the batch (a `txn` app id and
+    /// version), fenced by the one before it.
+    pub txns: Vec<StreamPosition>,
     /// Per partition, the last offset whose dead letters are recorded.
     pub rejected_done: HashMap<i32, i64>,
     pub dlq: Option<(FutureProducer, String)>,

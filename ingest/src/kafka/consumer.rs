@@ -8,9 +8,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::Utc;
-use keyshift_store::{ErrorKind, QueryEngine, StoreError};
+use keyshift_store::{ErrorKind, QueryEngine, StoreError, StreamPosition};
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
-use rdkafka::message::{Headers, Message};
+use rdkafka::message::Message;
 use rdkafka::producer::FutureProducer;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::oneshot;
@@ -20,22 +20,11 @@ use tracing::{debug, error, info, warn};
 use super::batch::{Batch, Buffered, InFlight, join_in_flight};
 use super::context::{Ctx, RebalanceEvent, consumer_config};
 use super::positions::{GapAction, Partitions, Seek, Verdict, last_offsets};
-use super::{KafkaConfig, SCOPE_HEADER, app_id, client_config, kafka_kind};
+use super::{KafkaConfig, app_id, client_config, kafka_kind, scope_of};
 use crate::metrics::{KafkaEvent, KafkaMetrics, Rebalance};
 use crate::pipeline::{IngestSummary, Pipeline};
 use crate::watermark::IngestWatermark;
 use crate::{IngestError, Result};
-
-/// The message's [`SCOPE_HEADER`], if any. A header can only narrow what a
-/// message may write, so an unauthenticated producer gains nothing by
-/// setting one.
-fn scope_of(m: &impl Message) -> Option<String> {
-    let headers = m.headers()?;
-    headers
-        .iter()
-        .find(|h| h.key == SCOPE_HEADER)
-        .map(|h| String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned())
-}
 
 struct Loop {
     cfg: KafkaConfig,
@@ -55,7 +44,13 @@ struct Loop {
     watermark: IngestWatermark,
     /// Whether a message arrived since the last idle check.
     received_since_tick: bool,
+    /// The consumer's stop signal.
+    shutdown: CancellationToken,
 }
+
+/// First and longest wait before reading partition positions again.
+const POSITION_RETRY_FIRST: Duration = Duration::from_millis(500);
+const POSITION_RETRY_MAX: Duration = Duration::from_secs(30);
 
 /// Consumes until `shutdown`, then commits what it holds and leaves the group.
 pub async fn run_consumer(
@@ -109,8 +104,9 @@ pub async fn run_consumer(
         last_done: None,
         watermark,
         received_since_tick: false,
+        shutdown,
     };
-    let result = state.run(shutdown).await;
+    let result = state.run().await;
     if let Err(e) = &result {
         error!(
             error_id = e.error_id(),
@@ -123,7 +119,8 @@ pub async fn run_consumer(
 }
 
 impl Loop {
-    async fn run(&mut self, shutdown: CancellationToken) -> Result<()> {
+    async fn run(&mut self) -> Result<()> {
+        let shutdown = self.shutdown.clone();
         let mut idle = tokio::time::interval(self.cfg.max_batch_delay);
         idle.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -239,9 +236,38 @@ impl Loop {
         Ok(())
     }
 
+    /// [`Self::try_position_from_table`], retried with backoff while it
+    /// fails in a way a retry can fix (a slow or unreachable store, a query
+    /// over its time limit): the partitions wait unconsumed, where stopping
+    /// would hand them to another member facing the same store. Given up,
+    /// without an error, when the consumer stops meanwhile.
+    async fn position_from_table(&mut self, parts: &[i32]) -> Result<()> {
+        let mut retry_in = POSITION_RETRY_FIRST;
+        loop {
+            let error = match self.try_position_from_table(parts).await {
+                Err(e) if e.kind().is_retryable() => e,
+                done => return done,
+            };
+            if self.shutdown.is_cancelled() {
+                debug!(error = %error, "partitions not positioned: the consumer is stopping");
+                return Ok(());
+            }
+            self.metrics.emit(KafkaEvent::PositionRetry {
+                error: &error,
+                partitions: parts,
+                retry_in,
+            });
+            tokio::select! {
+                () = self.shutdown.cancelled() => return Ok(()),
+                () = tokio::time::sleep(retry_in) => {}
+            }
+            retry_in = (retry_in * 2).min(POSITION_RETRY_MAX);
+        }
+    }
+
     /// Reads the stored positions of `parts` from the tables and brings the
     /// dedup index up to date with what other writers stored.
-    async fn position_from_table(&mut self, parts: &[i32]) -> Result<()> {
+    async fn try_position_from_table(&mut self, parts: &[i32]) -> Result<()> {
         let ids: Vec<String> = parts.iter().map(|p| app_id(&self.cfg.topic, *p)).collect();
         let versions = self.pipeline.writer().refresh(ids.clone()).await?;
         for (p, id) in parts.iter().zip(&ids) {
@@ -328,9 +354,11 @@ impl Loop {
         let last = last_offsets(buffer.iter().map(|b| (b.partition, b.offset)));
         let batch = Batch {
             topic: self.cfg.topic.clone(),
-            txns: last
-                .iter()
-                .map(|(p, o)| (app_id(&self.cfg.topic, *p), *o))
+            txns: self
+                .partitions
+                .hand_over(&last)
+                .into_iter()
+                .map(|h| StreamPosition::new(app_id(&self.cfg.topic, h.partition), h.after, h.last))
                 .collect(),
             rejected_done: self.partitions.rejected_done(),
             dlq: self.dlq.clone().zip(self.cfg.dlq_topic.clone()),

@@ -4,10 +4,13 @@
 //! Effectively-once, in short: positions live in the table (`txn` actions,
 //! app id `keyshift-<topic>-<partition>`), not only in Kafka. On assignment a
 //! partition is repositioned from the table; anything at or below the stored
-//! position is dropped; a commit that races another writer for the same
-//! partition is refused by Delta's conflict check and the loser starts over
-//! from the table. Offsets are committed to Kafka too, after the Delta commit,
-//! so that standard lag tools work.
+//! position is dropped. Each commit names the position it follows per
+//! partition (`StreamPosition::after`): a commit that races another writer
+//! for the same partition is refused, by Delta's conflict check when the
+//! other commit lands meanwhile, by that fence when it landed before (the
+//! previous owner's last batch, still in flight when the partition moved),
+//! and the loser starts over from the table. Offsets are committed to Kafka
+//! too, after the Delta commit, so that standard lag tools work.
 
 mod batch;
 mod consumer;
@@ -19,6 +22,7 @@ mod positions;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use rdkafka::message::{Headers, Message};
 use serde::{Deserialize, Serialize};
 
 pub use consumer::run_consumer;
@@ -29,6 +33,17 @@ pub use forward::Forwarder;
 /// an RP token: the rp_id that token may write. Ingest holds the message to
 /// it, as the embedded collector holds the request.
 pub const SCOPE_HEADER: &str = "keyshift-rp-scope";
+
+/// The message's [`SCOPE_HEADER`], if any. A header can only narrow what a
+/// message may write, so an unauthenticated producer gains nothing by
+/// setting one.
+pub(crate) fn scope_of(m: &impl Message) -> Option<String> {
+    let headers = m.headers()?;
+    headers
+        .iter()
+        .find(|h| h.key == SCOPE_HEADER)
+        .map(|h| String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned())
+}
 
 /// What to do when a partition's next offset is no longer on the broker
 /// (retention deleted it).

@@ -18,6 +18,9 @@ use super::{OffsetPolicy, StartFrom};
 struct Position {
     /// Last offset stored in `auth_events` (from the table's `txn`).
     stored: Option<i64>,
+    /// Last offset handed to a batch (`stored` until one is): where the
+    /// next batch's commit must find the table.
+    handed: Option<i64>,
     /// Last offset whose rejections are recorded in `rejected_events`.
     rejected: Option<i64>,
     /// Whether the fetch position has been checked against `stored`.
@@ -32,6 +35,16 @@ pub(crate) enum Seek {
     Offset(i64),
     Beginning,
     End,
+}
+
+/// One partition of a batch handed over for commit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Handed {
+    pub partition: i32,
+    /// The position the table must hold before the batch's commit.
+    pub after: Option<i64>,
+    /// The position the commit records: the batch's last offset.
+    pub last: i64,
 }
 
 /// What to do with one message.
@@ -90,6 +103,7 @@ impl Partitions {
             partition,
             Position {
                 stored,
+                handed: stored,
                 rejected,
                 checked: false,
                 next: None,
@@ -164,6 +178,26 @@ impl Partitions {
         }
         pos.next = Some(offset + 1);
         gap.unwrap_or(Verdict::Take)
+    }
+
+    /// Hands a batch over for commit: per partition of the batch (`last`,
+    /// its last offsets), the position it records and the one the table
+    /// must hold before it (the previous batch's, or the stored one).
+    /// Batches commit in the order they are handed over.
+    pub(crate) fn hand_over(&mut self, last: &HashMap<i32, i64>) -> Vec<Handed> {
+        let mut out: Vec<Handed> = last
+            .iter()
+            .map(|(p, o)| Handed {
+                partition: *p,
+                after: self
+                    .positions
+                    .get_mut(p)
+                    .and_then(|pos| pos.handed.replace(*o)),
+                last: *o,
+            })
+            .collect();
+        out.sort_unstable_by_key(|h| h.partition);
+        out
     }
 
     /// Records a committed batch: each partition's position moves to the

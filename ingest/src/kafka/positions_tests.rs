@@ -98,6 +98,33 @@ fn a_refused_batch_re_reads_from_the_stored_positions() {
     assert_eq!(p.accept(0, 9), Verdict::NotOwned);
 }
 
+#[test]
+fn each_batch_follows_the_one_handed_over_before_it() {
+    let mut p = partitions(OffsetPolicy::Stop);
+    p.assign(0, Some(9), None);
+    p.assign(1, None, None);
+    let handed = |partition, after, last| Handed {
+        partition,
+        after,
+        last,
+    };
+    assert_eq!(
+        p.hand_over(&HashMap::from([(0, 12)])),
+        [handed(0, Some(9), 12)]
+    );
+    // Handed over before the first one committed: it follows that one.
+    assert_eq!(
+        p.hand_over(&HashMap::from([(1, 4), (0, 15)])),
+        [handed(0, Some(12), 15), handed(1, None, 4)]
+    );
+    // Re-read from the table (a refused batch): the table's position again.
+    p.assign(0, Some(12), None);
+    assert_eq!(
+        p.hand_over(&HashMap::from([(0, 20)])),
+        [handed(0, Some(12), 20)]
+    );
+}
+
 /// One step of the model.
 #[derive(Debug, Clone)]
 enum Op {
@@ -115,6 +142,9 @@ enum Op {
     Assign(i32),
     /// Another member, owning the partition meanwhile, stores `n` more.
     Other(i32, i64),
+    /// The partition's previous owner stores `n` more while we own it (its
+    /// batch was in flight when the partition moved to us).
+    Late(i32, i64),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -125,6 +155,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (0..2i32).prop_map(Op::Revoke),
         1 => (0..2i32).prop_map(Op::Assign),
         1 => (0..2i32, 1..4i64).prop_map(|(p, n)| Op::Other(p, n)),
+        1 => (0..2i32, 1..4i64).prop_map(|(p, n)| Op::Late(p, n)),
     ]
 }
 
@@ -136,7 +167,8 @@ struct Model {
     fetch: HashMap<i32, i64>,
     group: HashMap<i32, i64>,
     buffer: Vec<(i32, i64)>,
-    in_flight: VecDeque<HashMap<i32, i64>>,
+    /// Per batch: its last offsets, and the positions it follows.
+    in_flight: VecDeque<(HashMap<i32, i64>, Vec<Handed>)>,
     batches: VecDeque<Vec<(i32, i64)>>,
     /// The table: rows per partition, in commit order.
     rows: HashMap<i32, Vec<i64>>,
@@ -192,14 +224,24 @@ impl Model {
             Op::Assign(p) => self.assign(p),
             Op::Other(p, k) => {
                 if !self.fetch.contains_key(&p) {
-                    let from = self.stored(p).map_or(0, |s| s + 1);
-                    let to = (from + k).min(self.n);
-                    self.store(p, from..to);
-                    if to > from {
-                        self.group.insert(p, to);
-                    }
+                    self.store_more(p, k);
                 }
             }
+            Op::Late(p, k) => {
+                if self.fetch.contains_key(&p) {
+                    self.store_more(p, k);
+                }
+            }
+        }
+    }
+
+    /// Another member's commit of the next `k` offsets of `p`.
+    fn store_more(&mut self, p: i32, k: i64) {
+        let from = self.stored(p).map_or(0, |s| s + 1);
+        let to = (from + k).min(self.n);
+        self.store(p, from..to);
+        if to > from {
+            self.group.insert(p, to);
         }
     }
 
@@ -226,17 +268,21 @@ impl Model {
             return;
         }
         let batch = std::mem::take(&mut self.buffer);
-        self.in_flight
-            .push_back(last_offsets(batch.iter().copied()));
+        let last = last_offsets(batch.iter().copied());
+        let fence = self.core.hand_over(&last);
+        self.in_flight.push_back((last, fence));
         self.batches.push_back(batch);
     }
 
     fn finish(&mut self, ok: bool, kafka_commit: bool) {
-        let (Some(last), Some(batch)) = (self.in_flight.pop_front(), self.batches.pop_front())
+        let (Some((last, fence)), Some(batch)) =
+            (self.in_flight.pop_front(), self.batches.pop_front())
         else {
             return;
         };
-        if ok {
+        // The table refuses a batch whose partitions moved on meanwhile.
+        let fenced = fence.iter().all(|h| self.stored(h.partition) == h.after);
+        if ok && fenced {
             for (p, o) in &batch {
                 self.store(*p, [*o]);
             }
@@ -301,7 +347,8 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(512))]
 
     /// Whatever the order of deliveries, batches, refusals, lost Kafka
-    /// commits, revocations, re-assignments and another member's commits:
+    /// commits, revocations, re-assignments and another member's commits
+    /// (also the late ones of a partition's previous owner):
     /// every offset is stored once, none is skipped (checked at every
     /// commit by [`Model::store`]), and draining stores them all.
     #[test]

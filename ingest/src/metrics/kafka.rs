@@ -23,6 +23,7 @@ pub struct KafkaMetrics {
     offset_gaps: IntCounter,
     commit_conflicts: IntCounter,
     batch_errors: IntCounterVec,
+    position_retries: IntCounterVec,
     receive_errors: IntCounter,
 }
 
@@ -46,6 +47,15 @@ impl KafkaMetrics {
         )?;
         for kind in ErrorKind::ALL {
             batch_errors.with_label_values(&[kind.as_str()]);
+        }
+        let position_retries = r.counter_vec(
+            "keyshift_kafka_position_retries_total",
+            "Times reading assigned partitions' positions (and the dedup keys other members \
+             stored) from the table failed in a way a retry can fix, and was retried.",
+            &["kind"],
+        )?;
+        for kind in ErrorKind::ALL.into_iter().filter(|k| k.is_retryable()) {
+            position_retries.with_label_values(&[kind.as_str()]);
         }
         Ok(Self {
             lag: r.int_gauge_vec(
@@ -81,6 +91,7 @@ impl KafkaMetrics {
                  member owned the partition); re-read from the table.",
             )?,
             batch_errors,
+            position_retries,
             receive_errors: r.counter(
                 "keyshift_kafka_receive_errors_total",
                 "Errors reported by the consumer (broker down, timeouts).",
@@ -168,6 +179,23 @@ impl KafkaMetrics {
                     self.commit_conflicts.inc();
                 }
             }
+            KafkaEvent::PositionRetry {
+                error,
+                partitions,
+                retry_in,
+            } => {
+                let kind = error.kind();
+                warn!(
+                    kind = kind.as_str(),
+                    error = %error,
+                    ?partitions,
+                    retry_in_ms = retry_in.as_millis() as u64,
+                    "reading partition positions from the table failed; retrying"
+                );
+                self.position_retries
+                    .with_label_values(&[kind.as_str()])
+                    .inc();
+            }
         }
     }
 }
@@ -221,5 +249,12 @@ pub(crate) enum KafkaEvent<'a> {
     BatchFailed {
         error: &'a IngestError,
         stopping: bool,
+    },
+    /// Reading assigned partitions' positions from the table failed in a
+    /// way a retry can fix; tried again after `retry_in`.
+    PositionRetry {
+        error: &'a IngestError,
+        partitions: &'a [i32],
+        retry_in: Duration,
     },
 }

@@ -13,7 +13,9 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use keyshift_http::Principal;
 use keyshift_schemas::{AuthEvent, Doc};
-use keyshift_store::{EventRecord, QueryEngine, RejectedRecord, Source, WriterHandle};
+use keyshift_store::{
+    EventRecord, QueryEngine, RejectedRecord, Source, StreamPosition, WriterHandle,
+};
 use tracing::info;
 
 mod items;
@@ -233,7 +235,7 @@ impl Pipeline {
         &self,
         prepared: Prepared,
         source_kind: &'static str,
-        txns: Vec<(String, i64)>,
+        txns: Vec<StreamPosition>,
     ) -> Result<IngestSummary> {
         let Prepared {
             mut records,

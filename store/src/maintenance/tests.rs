@@ -11,7 +11,12 @@ use tokio_util::sync::CancellationToken;
 use super::*;
 use crate::metrics::MaintenanceMetrics;
 use crate::tests::{default_writer, fresh_tables, record, rejected, reopened_count};
-use crate::{Source, WriterHandle};
+use crate::{Source, StreamPosition, WriterHandle};
+
+/// The position before the `i`th write of stream "k" (written 0, 1, 2, …).
+fn after(i: usize) -> Option<i64> {
+    i.checked_sub(1).map(|v| v as i64)
+}
 
 fn maintainer(root: &str) -> Maintainer {
     let config = MaintenanceConfig {
@@ -32,7 +37,7 @@ async fn write(handle: &WriterHandle, range: std::ops::Range<usize>) {
             .write_with_txns(
                 vec![record(i)],
                 vec![rejected(Source::Http)],
-                vec![("k".to_owned(), i as i64)],
+                vec![StreamPosition::new("k", after(i), i as i64)],
             )
             .await
             .expect("write");
@@ -147,7 +152,11 @@ async fn compacted_order(cluster_max_mib: u64) -> Vec<Vec<String>> {
         let mut r = record(i);
         r.event.event_type = kinds[i % kinds.len()];
         handle
-            .write_with_txns(vec![r], vec![], vec![("k".to_owned(), i as i64)])
+            .write_with_txns(
+                vec![r],
+                vec![],
+                vec![StreamPosition::new("k", after(i), i as i64)],
+            )
             .await
             .expect("write");
     }

@@ -1,4 +1,5 @@
-//! One Delta commit of one batch, and reading a table's recorded stream
+//! One Delta commit of one batch, fenced by the stream positions it
+//! expects the table to hold, and reading a table's recorded stream
 //! position (`txn` version).
 
 use std::time::Instant;
@@ -13,15 +14,26 @@ use tracing::{debug, error, info};
 
 use crate::{Result, StoreError};
 
+/// The stream positions a commit expects the table to hold before it:
+/// `(app id, position)`, `None` for none recorded.
+pub(super) type Fence<'a> = &'a [(String, Option<i64>)];
+
 /// Writes one batch as one Delta commit, with the given `txn` actions.
+///
+/// Refused with [`StoreError::PositionMoved`] when the snapshot it commits
+/// on holds another position than `fence` says for one of its streams;
+/// Delta's conflict check covers the commits that land meanwhile (a winning
+/// commit with the same `txn` app id is a conflict).
 pub(super) async fn append(
     writer: &mut RecordBatchWriter,
     table: &mut DeltaTable,
     batch: deltalake::arrow::record_batch::RecordBatch,
     txns: Vec<Transaction>,
+    fence: Fence<'_>,
     name: &'static str,
 ) -> Result<u64> {
     let err = StoreError::delta(name);
+    check_fence(table, fence, name).await?;
     let t0 = Instant::now();
     if batch.num_rows() > 0
         && let Err(e) = writer.write(batch).await
@@ -83,14 +95,11 @@ pub(super) async fn append(
                 // A retention or erasure DELETE removed files our snapshot
                 // had: Delta calls that a read conflict, but an append reads
                 // nothing. The rows are written already; commit them once
-                // more on the new snapshot, unless another writer took our
-                // stream positions meanwhile (then the race is lost for real).
-                if let Some(app) = overtaken(table, &txns, name).await? {
-                    info!(
-                        table = name,
-                        app, "stream position taken while rebasing over a delete"
-                    );
-                    return Err(err(e));
+                // more on the new snapshot, unless another writer recorded
+                // our streams meanwhile (then the race is lost for real).
+                if let Err(moved) = check_fence(table, fence, name).await {
+                    info!(table = name, error = %moved, "stream position moved while rebasing over a delete");
+                    return Err(moved);
                 }
                 info!(table = name, "append rebased over a concurrent delete");
                 rebased = true;
@@ -111,22 +120,24 @@ fn lost_to_a_delete(e: &deltalake::DeltaTableError) -> bool {
     )
 }
 
-/// The first app id whose recorded position is already at or past the one
-/// this commit carries.
-async fn overtaken(
+/// Refuses when `table` (as loaded) holds another position than `fence`
+/// expects for one of its streams.
+pub(super) async fn check_fence(
     table: &DeltaTable,
-    txns: &[Transaction],
+    fence: Fence<'_>,
     name: &'static str,
-) -> Result<Option<String>> {
-    for txn in txns {
-        if txn_version(table, &txn.app_id, name)
-            .await?
-            .is_some_and(|v| v >= txn.version)
-        {
-            return Ok(Some(txn.app_id.clone()));
+) -> Result<()> {
+    for (app_id, expected) in fence {
+        let found = txn_version(table, app_id, name).await?;
+        if found != *expected {
+            return Err(StoreError::PositionMoved {
+                app_id: app_id.clone(),
+                expected: *expected,
+                found,
+            });
         }
     }
-    Ok(None)
+    Ok(())
 }
 
 pub(super) async fn txn_version(
@@ -170,6 +181,7 @@ mod tests {
             &mut tables.events,
             wrong,
             Vec::new(),
+            &[],
             AUTH_EVENTS,
         )
         .await
@@ -181,6 +193,7 @@ mod tests {
             &mut tables.events,
             good,
             Vec::new(),
+            &[],
             AUTH_EVENTS,
         )
         .await
@@ -203,9 +216,17 @@ mod tests {
         let (_dir, _root, mut tables) = fresh_tables().await;
         let events = &mut tables.events;
         let mut writer = RecordBatchWriter::for_table(events).expect("writer");
-        append(&mut writer, events, one(1), vec![txn("k", 1)], AUTH_EVENTS)
-            .await
-            .expect("first");
+        let fence = |after: Option<i64>| vec![("k".to_owned(), after)];
+        append(
+            &mut writer,
+            events,
+            one(1),
+            vec![txn("k", 1)],
+            &fence(None),
+            AUTH_EVENTS,
+        )
+        .await
+        .expect("first");
         let deleter = events.clone();
         let (after_delete, m) = deleter
             .clone()
@@ -214,9 +235,16 @@ mod tests {
             .await
             .expect("delete");
         assert_eq!(m.num_removed_files, 1);
-        append(&mut writer, events, one(2), vec![txn("k", 2)], AUTH_EVENTS)
-            .await
-            .expect("the append is rebased over the delete");
+        append(
+            &mut writer,
+            events,
+            one(2),
+            vec![txn("k", 2)],
+            &fence(Some(1)),
+            AUTH_EVENTS,
+        )
+        .await
+        .expect("the append is rebased over the delete");
         assert_eq!(
             events.version(),
             Some(after_delete.version().unwrap_or(0) + 1)
@@ -226,34 +254,49 @@ mod tests {
             Some(2)
         );
 
-        // Another writer recorded position 3 and a delete landed: ours (3)
-        // is overtaken and the commit must fail, not rebase.
+        // A delete landed, then another writer recorded position 3: Delta
+        // reports the delete first, and on the new snapshot ours follows 2,
+        // so the rows may be stored already and the commit must fail, not
+        // rebase (whatever position it would record).
         let mut stale = events.clone();
-        let mut other = events.clone();
+        let (mut other, _) = events
+            .clone()
+            .delete()
+            .with_predicate("event_date < '2100-01-01'")
+            .await
+            .expect("delete");
         let mut other_writer = RecordBatchWriter::for_table(&other).expect("writer");
         append(
             &mut other_writer,
             &mut other,
             one(3),
             vec![txn("k", 3)],
+            &fence(Some(2)),
             AUTH_EVENTS,
         )
         .await
         .expect("other writer");
-        other
-            .delete()
-            .with_predicate("event_date < '2100-01-01'")
-            .await
-            .expect("delete");
         let err = append(
             &mut writer,
             &mut stale,
             one(4),
-            vec![txn("k", 3)],
+            vec![txn("k", 5)],
+            &fence(Some(2)),
             AUTH_EVENTS,
         )
         .await
-        .expect_err("a taken stream position is never rebased over");
+        .expect_err("a moved stream position is never rebased over");
+        assert!(
+            matches!(
+                err,
+                StoreError::PositionMoved {
+                    expected: Some(2),
+                    found: Some(3),
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
         assert_eq!(err.kind(), ErrorKind::Conflict, "{err:?}");
     }
 }

@@ -13,6 +13,11 @@ use deltalake::kernel::transaction::{CommitConflictError, TransactionError};
 
 use crate::{Result, StoreError};
 
+/// What [`Faults`] rules name instead of a table to fail the writer's
+/// reload of the tables (a partition assignment's `refresh`).
+#[doc(hidden)]
+pub const REFRESH: &str = "refresh";
+
 /// The kind of failure to inject.
 #[doc(hidden)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

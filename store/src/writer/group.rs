@@ -9,8 +9,8 @@ use chrono::Utc;
 use deltalake::kernel::Transaction;
 use tracing::{debug, warn};
 
-use super::append::append;
-use super::{CommitReceipt, Published, Request, Writer};
+use super::append::{append, check_fence};
+use super::{CommitReceipt, Published, Request, StreamPosition, Writer};
 use crate::metrics::CommitFailure;
 use crate::records::{EventRecord, RejectedRecord};
 use crate::schema::{events_to_batch, rejected_to_batch};
@@ -21,15 +21,21 @@ use crate::{AUTH_EVENTS, ErrorKind, REJECTED_EVENTS, Result, StoreError, new_err
 struct Part {
     events: Vec<EventRecord>,
     rejected: Vec<RejectedRecord>,
-    /// Each stream's highest position.
-    txns: HashMap<String, i64>,
+    /// Each stream's highest position, and the position the table must
+    /// hold before the commit.
+    txns: HashMap<String, (i64, Option<i64>)>,
 }
 
 impl Part {
-    fn add_txns(&mut self, txns: impl IntoIterator<Item = (String, i64)>) {
-        for (app, version) in txns {
-            let v = self.txns.entry(app).or_insert(version);
-            *v = (*v).max(version);
+    fn add_txns(&mut self, txns: impl IntoIterator<Item = StreamPosition>) {
+        for p in txns {
+            let (version, after) = self.txns.entry(p.app_id).or_insert((p.version, p.after));
+            // Requests of one stream follow each other: the merged commit
+            // moves it from the first one's start to the last one's end.
+            if p.version < *version {
+                *after = p.after;
+            }
+            *version = (*version).max(p.version);
         }
     }
 }
@@ -168,19 +174,22 @@ impl Writer {
         &mut self,
         events: &[EventRecord],
         rejected: &[RejectedRecord],
-        txns: &HashMap<String, i64>,
+        positions: &HashMap<String, (i64, Option<i64>)>,
     ) -> Result<CommitReceipt> {
         let mut receipt = CommitReceipt::default();
-        let txns: Vec<Transaction> = txns
+        let now = Some(Utc::now().timestamp_millis());
+        let txns: Vec<Transaction> = positions
             .iter()
-            .map(|(app, v)| {
-                Transaction::new_with_last_update(
-                    app.clone(),
-                    *v,
-                    Some(Utc::now().timestamp_millis()),
-                )
-            })
+            .map(|(app, (v, _))| Transaction::new_with_last_update(app.clone(), *v, now))
             .collect();
+        // `auth_events` holds the positions (the rejected table may be a
+        // commit ahead after a crash); it is checked before either commit so
+        // that a writer whose partitions moved records no rejections either.
+        let fence: Vec<(String, Option<i64>)> = positions
+            .iter()
+            .map(|(app, (_, after))| (app.clone(), *after))
+            .collect();
+        check_fence(&self.tables.events, &fence, AUTH_EVENTS).await?;
         // Rejections first, carrying the same stream positions: after a crash
         // between the two commits, the rejected table is ahead, so replayed
         // dead letters are recognised and not recorded twice.
@@ -193,6 +202,7 @@ impl Writer {
                     &mut self.tables.rejected,
                     batch,
                     txns.clone(),
+                    &[],
                     REJECTED_EVENTS,
                 )
                 .await?,
@@ -210,6 +220,7 @@ impl Writer {
                     &mut self.tables.events,
                     batch,
                     txns,
+                    &fence,
                     AUTH_EVENTS,
                 )
                 .await?,

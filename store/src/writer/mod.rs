@@ -23,7 +23,7 @@ use tracing::info;
 
 use self::append::{append, txn_version};
 #[doc(hidden)]
-pub use self::faults::{Fault, Faults};
+pub use self::faults::{Fault, Faults, REFRESH};
 use crate::decisions::{DecisionRecord, decision_app_id, decisions_to_batch};
 use crate::metrics::StoreMetrics;
 use crate::records::{EventRecord, RejectedRecord};
@@ -54,14 +54,46 @@ pub struct Published {
 struct Request {
     events: Vec<EventRecord>,
     rejected: Vec<RejectedRecord>,
-    /// Application transactions (`txn` actions) to commit with the events.
-    txns: Vec<(String, i64)>,
+    /// Stream positions (`txn` actions) to commit with the events.
+    txns: Vec<StreamPosition>,
     ack: Option<oneshot::Sender<Result<CommitReceipt>>>,
 }
 
 impl Request {
     fn rows(&self) -> usize {
         self.events.len() + self.rejected.len()
+    }
+}
+
+/// A stream position to record with a commit (a `txn` action): everything
+/// of the stream `app_id` up to `version` is in the commit or before it.
+///
+/// It is fenced by `after`, the position the writer believes the table
+/// holds: when the table holds another one, someone else recorded the stream
+/// since the writer last read it (a partition that moved to another member
+/// in a rebalance), so the rows may be stored already, and the commit is
+/// refused with [`StoreError::PositionMoved`] (a conflict: re-read from the
+/// table). Delta's own conflict check only covers commits that land while
+/// this one is being made; the fence also covers those the writer's
+/// snapshot has picked up since the position was read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamPosition {
+    /// The `txn` application id (one per topic partition).
+    pub app_id: String,
+    /// The position this commit records.
+    pub version: i64,
+    /// The position the table must hold before this commit; `None`: none.
+    pub after: Option<i64>,
+}
+
+impl StreamPosition {
+    /// `app_id` moves from `after` to `version`.
+    pub fn new(app_id: impl Into<String>, after: Option<i64>, version: i64) -> Self {
+        Self {
+            app_id: app_id.into(),
+            version,
+            after,
+        }
     }
 }
 
@@ -106,14 +138,14 @@ impl WriterHandle {
         self.write_with_txns(events, rejected, Vec::new()).await
     }
 
-    /// Like [`WriterHandle::write`], committing the given application
-    /// transaction versions (`txn` actions, e.g. a stream offset per partition)
-    /// atomically with the events.
+    /// Like [`WriterHandle::write`], committing the given stream positions
+    /// (`txn` actions, e.g. an offset per topic partition) atomically with
+    /// the events, fenced as [`StreamPosition`] says.
     pub async fn write_with_txns(
         &self,
         events: Vec<EventRecord>,
         rejected: Vec<RejectedRecord>,
-        txns: Vec<(String, i64)>,
+        txns: Vec<StreamPosition>,
     ) -> Result<CommitReceipt> {
         let (ack, done) = oneshot::channel();
         let req = Request {
@@ -358,7 +390,17 @@ impl Writer {
             record.seq,
             Some(Utc::now().timestamp_millis()),
         );
-        let version = match append(&mut writer, table, batch, vec![txn], ROLLOUT_DECISIONS).await {
+        let fence = [(app_id.clone(), expected_before)];
+        let version = match append(
+            &mut writer,
+            table,
+            batch,
+            vec![txn],
+            &fence,
+            ROLLOUT_DECISIONS,
+        )
+        .await
+        {
             Ok(v) => v,
             Err(e) => {
                 // `append` reloaded the table: if the sequence number is
@@ -383,6 +425,7 @@ impl Writer {
     }
 
     async fn refresh(&mut self, app_ids: &[String]) -> Result<HashMap<String, TxnVersions>> {
+        self.faults.check(REFRESH, std::iter::empty())?;
         self.tables
             .events
             .update_state()

@@ -1,12 +1,13 @@
 //! A batch that fails to commit: conflicts and I/O are re-read from the
 //! table's position and end up stored exactly once; a bug or a fatal store
 //! error stops the consumer with a clear error instead of re-reading the
-//! same batch forever. Faults are injected into the in-process writer.
+//! same batch forever; reading positions on assignment is retried. Faults
+//! are injected into the in-process writer.
 
 use std::time::Duration;
 
 use keyshift_store::AUTH_EVENTS;
-use keyshift_store::writer::{Fault, Faults};
+use keyshift_store::writer::{Fault, Faults, REFRESH};
 
 use super::*;
 use crate::common::{Server, sample};
@@ -29,13 +30,16 @@ async fn conflicts_and_io_errors_are_re_read_from_the_table() {
         return;
     };
     let faults = Faults::default();
+    // The store is away when the partition is assigned: the consumer waits
+    // for it instead of stopping.
+    faults.fail_next(Fault::Transient, REFRESH, 2);
     faults.fail_next(Fault::Conflict, AUTH_EVENTS, 1);
     faults.fail_next(Fault::Transient, AUTH_EVENTS, 1);
     let server = start(&sc, &faults).await;
     produce_valid(&sc.producer, &sc.topic, &sc.topic, 1_000).await;
     let c = wait_for(sc.dir.path(), 1_000, 0, Duration::from_secs(120)).await;
     assert_eq!((c.0, c.1), (1_000, 1_000), "stored exactly once");
-    assert_eq!(faults.hits(), 2);
+    assert_eq!(faults.hits(), 4);
     let text = server.scrape().await;
     let errors = |kind: &str| {
         sample(
@@ -49,6 +53,13 @@ async fn conflicts_and_io_errors_are_re_read_from_the_table() {
     assert_eq!(
         sample(&text, "keyshift_kafka_commit_conflicts_total"),
         Some(1.0)
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "keyshift_kafka_position_retries_total{kind=\"transient\"}"
+        ),
+        Some(2.0)
     );
     server.stop().await;
 }
