@@ -2,6 +2,7 @@
 //! expects the table to hold, and reading a table's recorded stream
 //! position (`txn` version).
 
+use std::collections::HashMap;
 use std::time::Instant;
 
 use deltalake::DeltaTable;
@@ -18,6 +19,48 @@ use crate::{Result, StoreError};
 /// `(app id, position)`, `None` for none recorded.
 pub(super) type Fence<'a> = &'a [(String, Option<i64>)];
 
+/// A table's stream positions as of one table version, as the fence read
+/// them: reading one from the log replays it (a GET per log file on object
+/// storage), so while no other writer commits, this writer's own commits
+/// keep them up to date instead.
+#[derive(Debug, Default)]
+pub(super) struct Known {
+    version: Option<u64>,
+    positions: HashMap<String, Option<i64>>,
+}
+
+impl Known {
+    /// The position of `app` in `table` as loaded.
+    async fn get(
+        &mut self,
+        table: &DeltaTable,
+        app: &str,
+        name: &'static str,
+    ) -> Result<Option<i64>> {
+        if self.version != table.version() {
+            self.version = table.version();
+            self.positions.clear();
+        }
+        if let Some(found) = self.positions.get(app) {
+            return Ok(*found);
+        }
+        let found = txn_version(table, app, name).await?;
+        self.positions.insert(app.to_owned(), found);
+        Ok(found)
+    }
+
+    /// This writer committed `txns` as `version` on a snapshot at `base`:
+    /// when nothing else was committed in between, that is all that changed.
+    fn committed(&mut self, base: u64, version: u64, txns: &[Transaction]) {
+        if self.version == Some(base) && version == base + 1 {
+            for t in txns {
+                self.positions.insert(t.app_id.clone(), Some(t.version));
+            }
+            self.version = Some(version);
+        }
+    }
+}
+
 /// Writes one batch as one Delta commit, with the given `txn` actions.
 ///
 /// Refused with [`StoreError::PositionMoved`] when the snapshot it commits
@@ -30,10 +73,11 @@ pub(super) async fn append(
     batch: deltalake::arrow::record_batch::RecordBatch,
     txns: Vec<Transaction>,
     fence: Fence<'_>,
+    known: &mut Known,
     name: &'static str,
 ) -> Result<u64> {
     let err = StoreError::delta(name);
-    check_fence(table, fence, name).await?;
+    check_fence(table, fence, known, name).await?;
     let t0 = Instant::now();
     if batch.num_rows() > 0
         && let Err(e) = writer.write(batch).await
@@ -52,6 +96,7 @@ pub(super) async fn append(
     let mut rebased = false;
     loop {
         let snapshot = table.snapshot().map_err(StoreError::delta(name))?;
+        let base = snapshot.version();
         let partition_by = Some(snapshot.metadata().partition_columns().to_vec());
         let operation = DeltaOperation::Write {
             mode: SaveMode::Append,
@@ -71,6 +116,7 @@ pub(super) async fn append(
         match outcome {
             Ok(done) => {
                 table.state = Some(done.snapshot());
+                known.committed(base, done.version(), &txns);
                 crate::checkpoint::after_commit(table, done.version(), name);
                 debug!(
                     table = name,
@@ -97,7 +143,7 @@ pub(super) async fn append(
                 // nothing. The rows are written already; commit them once
                 // more on the new snapshot, unless another writer recorded
                 // our streams meanwhile (then the race is lost for real).
-                if let Err(moved) = check_fence(table, fence, name).await {
+                if let Err(moved) = check_fence(table, fence, known, name).await {
                     info!(table = name, error = %moved, "stream position moved while rebasing over a delete");
                     return Err(moved);
                 }
@@ -125,10 +171,11 @@ fn lost_to_a_delete(e: &deltalake::DeltaTableError) -> bool {
 pub(super) async fn check_fence(
     table: &DeltaTable,
     fence: Fence<'_>,
+    known: &mut Known,
     name: &'static str,
 ) -> Result<()> {
     for (app_id, expected) in fence {
-        let found = txn_version(table, app_id, name).await?;
+        let found = known.get(table, app_id, name).await?;
         if found != *expected {
             return Err(StoreError::PositionMoved {
                 app_id: app_id.clone(),
@@ -182,6 +229,7 @@ mod tests {
             wrong,
             Vec::new(),
             &[],
+            &mut Known::default(),
             AUTH_EVENTS,
         )
         .await
@@ -194,6 +242,7 @@ mod tests {
             good,
             Vec::new(),
             &[],
+            &mut Known::default(),
             AUTH_EVENTS,
         )
         .await
@@ -217,12 +266,14 @@ mod tests {
         let events = &mut tables.events;
         let mut writer = RecordBatchWriter::for_table(events).expect("writer");
         let fence = |after: Option<i64>| vec![("k".to_owned(), after)];
+        let mut known = Known::default();
         append(
             &mut writer,
             events,
             one(1),
             vec![txn("k", 1)],
             &fence(None),
+            &mut known,
             AUTH_EVENTS,
         )
         .await
@@ -241,6 +292,7 @@ mod tests {
             one(2),
             vec![txn("k", 2)],
             &fence(Some(1)),
+            &mut known,
             AUTH_EVENTS,
         )
         .await
@@ -272,6 +324,7 @@ mod tests {
             one(3),
             vec![txn("k", 3)],
             &fence(Some(2)),
+            &mut Known::default(),
             AUTH_EVENTS,
         )
         .await
@@ -282,6 +335,7 @@ mod tests {
             one(4),
             vec![txn("k", 5)],
             &fence(Some(2)),
+            &mut known,
             AUTH_EVENTS,
         )
         .await
@@ -298,5 +352,90 @@ mod tests {
             "{err:?}"
         );
         assert_eq!(err.kind(), ErrorKind::Conflict, "{err:?}");
+    }
+
+    /// The race the fence exists for: another writer records stream "j"
+    /// while this one commits stream "k"; Delta lands ours after theirs
+    /// without a conflict (other streams), so our snapshot now holds their
+    /// "j". Our next commit of "j", following the position we read before,
+    /// is refused: the positions it remembers (it read "j" before) never
+    /// hide their commit.
+    #[tokio::test]
+    async fn a_stream_recorded_by_another_writer_meanwhile_is_refused() {
+        let (_dir, _root, mut tables) = fresh_tables().await;
+        let ours = &mut tables.events;
+        let mut theirs = ours.clone();
+        let mut writer = RecordBatchWriter::for_table(ours).expect("writer");
+        let mut their_writer = RecordBatchWriter::for_table(&theirs).expect("writer");
+        let mut known = Known::default();
+        let k = |after| vec![("k".to_owned(), after)];
+        let j = |after| vec![("j".to_owned(), after)];
+        append(
+            &mut writer,
+            ours,
+            one(1),
+            vec![txn("k", 1)],
+            &[("k".to_owned(), None), ("j".to_owned(), None)],
+            &mut known,
+            AUTH_EVENTS,
+        )
+        .await
+        .expect("ours");
+        append(
+            &mut writer,
+            ours,
+            one(2),
+            vec![txn("k", 2)],
+            &k(Some(1)),
+            &mut known,
+            AUTH_EVENTS,
+        )
+        .await
+        .expect("ours, from what it remembers");
+        theirs.update_state().await.expect("load");
+        append(
+            &mut their_writer,
+            &mut theirs,
+            one(3),
+            vec![txn("j", 7)],
+            &j(None),
+            &mut Known::default(),
+            AUTH_EVENTS,
+        )
+        .await
+        .expect("theirs");
+        append(
+            &mut writer,
+            ours,
+            one(4),
+            vec![txn("k", 3)],
+            &k(Some(2)),
+            &mut known,
+            AUTH_EVENTS,
+        )
+        .await
+        .expect("ours lands after theirs: another stream, no conflict");
+        let err = append(
+            &mut writer,
+            ours,
+            one(5),
+            vec![txn("j", 4)],
+            &j(None),
+            &mut known,
+            AUTH_EVENTS,
+        )
+        .await
+        .expect_err("j moved since we read it");
+        assert!(
+            matches!(
+                err,
+                StoreError::PositionMoved {
+                    expected: None,
+                    found: Some(7),
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
     }
 }

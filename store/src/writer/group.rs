@@ -9,7 +9,7 @@ use chrono::Utc;
 use deltalake::kernel::Transaction;
 use tracing::{debug, warn};
 
-use super::append::{append, check_fence};
+use super::append::{Known, append, check_fence};
 use super::{CommitReceipt, Published, Request, StreamPosition, Writer};
 use crate::metrics::CommitFailure;
 use crate::records::{EventRecord, RejectedRecord};
@@ -183,13 +183,22 @@ impl Writer {
             .map(|(app, (v, _))| Transaction::new_with_last_update(app.clone(), *v, now))
             .collect();
         // `auth_events` holds the positions (the rejected table may be a
-        // commit ahead after a crash); it is checked before either commit so
-        // that a writer whose partitions moved records no rejections either.
+        // commit ahead after a crash). Its append checks them; with
+        // rejections they are checked before those too, so that a writer
+        // whose partitions moved records no rejections either.
         let fence: Vec<(String, Option<i64>)> = positions
             .iter()
             .map(|(app, (_, after))| (app.clone(), *after))
             .collect();
-        check_fence(&self.tables.events, &fence, AUTH_EVENTS).await?;
+        if !rejected.is_empty() {
+            check_fence(
+                &self.tables.events,
+                &fence,
+                &mut self.events_known,
+                AUTH_EVENTS,
+            )
+            .await?;
+        }
         // Rejections first, carrying the same stream positions: after a crash
         // between the two commits, the rejected table is ahead, so replayed
         // dead letters are recognised and not recorded twice.
@@ -203,6 +212,7 @@ impl Writer {
                     batch,
                     txns.clone(),
                     &[],
+                    &mut Known::default(),
                     REJECTED_EVENTS,
                 )
                 .await?,
@@ -221,6 +231,7 @@ impl Writer {
                     batch,
                     txns,
                     &fence,
+                    &mut self.events_known,
                     AUTH_EVENTS,
                 )
                 .await?,

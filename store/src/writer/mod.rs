@@ -21,7 +21,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
-use self::append::{append, txn_version};
+use self::append::{Known, append, txn_version};
 #[doc(hidden)]
 pub use self::faults::{Fault, Faults, REFRESH};
 use crate::decisions::{DecisionRecord, decision_app_id, decisions_to_batch};
@@ -217,6 +217,8 @@ pub struct Writer {
     tables: Tables,
     events_writer: RecordBatchWriter,
     rejected_writer: RecordBatchWriter,
+    /// `auth_events`' stream positions as the fence last read them.
+    events_known: Known,
     cfg: StoreConfig,
     metrics: StoreMetrics,
     published: watch::Sender<Arc<Published>>,
@@ -269,6 +271,7 @@ impl Writer {
             tables,
             events_writer,
             rejected_writer,
+            events_known: Known::default(),
             cfg,
             metrics,
             published,
@@ -397,6 +400,7 @@ impl Writer {
             batch,
             vec![txn],
             &fence,
+            &mut Known::default(),
             ROLLOUT_DECISIONS,
         )
         .await
