@@ -1,8 +1,9 @@
 //! The rollup task: after commits, makes the day rollups of the KPI
 //! report (`kpi/rollup.rs`: the ceremonies and counted events of a UTC day,
-//! by hour, for every relying party and breakdown) that the result cache
-//! lacks, so that a report sums them instead of grouping the days' events,
-//! also the first report after a start. Rollups are kept with the cache's
+//! by hour; `kpi/user_days.rs`: its users by kind; each for every relying
+//! party and breakdown) that the result cache lacks, so that a report sums
+//! them instead of grouping the days' events, also the first report after
+//! a start. Rollups are kept with the cache's
 //! other results (memory and files), keyed by the files they read: a day
 //! that gets a file (new or late events, compaction, erasure) is made
 //! again on the next pass, and a report never reads a stale one.
@@ -23,7 +24,8 @@ use crate::kpi;
 #[serde(deny_unknown_fields, default)]
 pub struct KpiRollupConfig {
     /// Off: each report groups the days it reads that no report read
-    /// before (and keeps them in the result cache, as the task would).
+    /// before (and keeps their ceremonies and counts in the result cache,
+    /// as the task would; the users of a day only the task makes).
     pub enabled: bool,
     /// How often the task looks for commits (the first look at start).
     #[serde(with = "humantime_serde")]
@@ -72,7 +74,7 @@ impl KpiRollupMetrics {
         Ok(Self {
             made: r.counter(
                 "keyshift_kpi_rollups_made_total",
-                "Day rollups (ceremonies or counted events of one day) the rollup task made.",
+                "Day rollups (ceremonies, counted events or users of one day) the rollup task made.",
             )?,
             failed: r.counter(
                 "keyshift_kpi_rollup_failures_total",

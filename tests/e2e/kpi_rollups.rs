@@ -1,14 +1,15 @@
 //! The day rollups of the KPI reports (`metrics/src/kpi/rollup.rs`): a
 //! ceremony that crosses midnight is one ceremony of the day it started,
-//! whatever the range; ranges with hours that are not whole; and the
-//! rollup task making the days before a report asks for them.
+//! whatever the range; ranges with hours that are not whole; the rollup
+//! task making the days before a report asks for them; and reports from
+//! the users' day rollups matching reports grouped from the events.
 
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
 use crate::common::{Server, sample};
-use crate::kpis::{ADMIN, get, secured, store, total};
+use crate::kpis::{ADMIN, EVENTS, get, secured, store, total};
 
 const RP: &str = "midnight.example";
 
@@ -152,8 +153,8 @@ async fn the_rollup_task_makes_the_days_before_a_report_asks() {
     let server = Server::start(c).await;
     store(&server, &events()).await;
 
-    // Two days, each with a ceremony rollup and a counted-events rollup.
-    const MADE: f64 = 4.0;
+    // Two days, each with a ceremony, a counted-events and a users rollup.
+    const MADE: f64 = 6.0;
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let made = sample(&server.scrape().await, "keyshift_kpi_rollups_made_total");
@@ -182,4 +183,142 @@ async fn the_rollup_task_makes_the_days_before_a_report_asks() {
     let made = sample(&server.scrape().await, "keyshift_kpi_rollups_made_total");
     assert_eq!(made, Some(MADE));
     server.stop().await;
+}
+
+/// The golden events, and the same again under a second relying party
+/// (other users: a user's key is of one relying party).
+fn two_parties() -> Vec<String> {
+    let mut lines: Vec<String> = EVENTS.lines().map(str::to_owned).collect();
+    for line in EVENTS.lines() {
+        let mut v: Value = serde_json::from_str(line).expect("golden event");
+        v["rp_id"] = json!("second.example");
+        v["event_id"] = json!(format!("second-{}", v["event_id"].as_str().expect("id")));
+        lines.push(v.to_string());
+    }
+    lines
+}
+
+/// Waits until the rollup task has made `want` rollups.
+async fn rollups_made(server: &Server, want: f64) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let made = sample(&server.scrape().await, "keyshift_kpi_rollups_made_total");
+        if made == Some(want) {
+            return;
+        }
+        assert!(
+            made.unwrap_or(0.0) < want,
+            "more rollups than days: {made:?}"
+        );
+        assert!(Instant::now() < deadline, "rollups never made: {made:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn reports_by_day_from_user_rollups_match_reports_from_the_events() {
+    let (a_dir, b_dir) = (
+        tempfile::tempdir().expect("tempdir"),
+        tempfile::tempdir().expect("tempdir"),
+    );
+    let mut c = secured(a_dir.path());
+    c.kpi_rollups.enabled = true;
+    c.kpi_rollups.interval = Duration::from_secs(1);
+    let with = Server::start(c).await;
+    let without = Server::start(secured(b_dir.path())).await;
+    let lines = two_parties();
+    store(&with, &lines).await;
+    store(&without, &lines).await;
+    // Seven days with events, three rollups each.
+    rollups_made(&with, 21.0).await;
+
+    let memory_hits = |text: &str| {
+        sample(
+            text,
+            "keyshift_query_cache_lookups_total{outcome=\"memory\"}",
+        )
+        .unwrap_or(0.0)
+    };
+    // A KPI of users alone, by day over two whole days, reads the two
+    // days' users rollups from the cache (and groups the events by user
+    // only for the totals).
+    let before = memory_hits(&with.scrape().await);
+    let q = "rp_id=golden.example&from=2026-11-02T00:00:00Z&to=2026-11-04T00:00:00Z\
+             &interval=day&kpi=coverage";
+    let (status, got) = get(&with, &format!("/v1/kpis?{q}"), ADMIN).await;
+    assert_eq!(status, 200, "{got}");
+    assert_eq!(memory_hits(&with.scrape().await) - before, 2.0);
+    let (_, want) = get(&without, &format!("/v1/kpis?{q}"), ADMIN).await;
+    assert_eq!(got["kpis"], want["kpis"]);
+
+    for rp in ["rp_id=golden.example&", ""] {
+        for by in [
+            "",
+            "&by=platform",
+            "&by=browser",
+            "&by=form_factor",
+            "&by=variant",
+            "&by=rollout_id",
+            "&by=rp_id",
+        ] {
+            // Whole days (from rollups), and a range whose ends are not
+            // (its first and last days from their events).
+            for range in [
+                "from=2026-10-01T00:00:00Z&to=2026-11-05T00:00:00Z",
+                "from=2026-11-02T06:00:00Z&to=2026-11-03T12:00:00Z",
+            ] {
+                let q = format!("{rp}{range}&interval=day{by}");
+                let (status, got) = get(&with, &format!("/v1/kpis?{q}"), ADMIN).await;
+                assert_eq!(status, 200, "{got}");
+                let (status, want) = get(&without, &format!("/v1/kpis?{q}"), ADMIN).await;
+                assert_eq!(status, 200, "{want}");
+                assert_eq!(got["kpis"], want["kpis"], "{q}");
+                let (status, got) = get(&with, &format!("/v1/funnel?{q}"), ADMIN).await;
+                assert_eq!(status, 200, "{got}");
+                let (_, want) = get(&without, &format!("/v1/funnel?{q}"), ADMIN).await;
+                assert_eq!(got["funnels"], want["funnels"], "{q}");
+            }
+        }
+    }
+    // A golden value from the rollups: the users enrolled of those offered
+    // on the 2nd and 3rd, as `kpis.rs` checks it without them.
+    let exp: Value = serde_json::from_str(crate::kpis::EXPECTED).expect("expected json");
+    let q = exp["query"].as_str().expect("query");
+    let (_, got) = get(&with, &format!("/v1/kpis?{q}"), ADMIN).await;
+    let rate = got["kpis"]
+        .as_array()
+        .expect("kpis")
+        .iter()
+        .find(|k| k["kpi"] == "enrollment_rate")
+        .expect("enrollment_rate");
+    let want = &exp["kpis"]["enrollment_rate"]["series"];
+    let mut series: Vec<(String, i64, i64)> = rate["series"]
+        .as_array()
+        .expect("series")
+        .iter()
+        .map(|p| {
+            (
+                p["t"].as_str().expect("t")[..10].to_owned(),
+                p["numerator"].as_i64().expect("numerator"),
+                p["denominator"].as_i64().expect("denominator"),
+            )
+        })
+        .collect();
+    series.sort();
+    let mut expected: Vec<(String, i64, i64)> = want
+        .as_array()
+        .expect("expected series")
+        .iter()
+        .map(|p| {
+            (
+                p[0].as_str().expect("t").to_owned(),
+                p[2].as_i64().expect("num"),
+                p[3].as_i64().expect("den"),
+            )
+        })
+        .collect();
+    expected.sort();
+    assert_eq!(series, expected, "{rate}");
+    with.stop().await;
+    without.stop().await;
 }

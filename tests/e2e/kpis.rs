@@ -8,8 +8,8 @@ use serde_json::Value;
 
 use crate::common::{Server, config, sample};
 
-const EVENTS: &str = include_str!("../golden/kpi-events.ndjson");
-const EXPECTED: &str = include_str!("../golden/kpi-expected.json");
+pub(crate) const EVENTS: &str = include_str!("../golden/kpi-events.ndjson");
+pub(crate) const EXPECTED: &str = include_str!("../golden/kpi-expected.json");
 pub(crate) const ADMIN: &str = "admin-token-0123456789";
 const RP_TOKEN: &str = "rp-token-golden-0123456789";
 

@@ -226,8 +226,9 @@ pub async fn run_all(
                 .iter()
                 .flat_map(|(_, parts)| parts.iter().map(|p| p.sql.as_str()))
                 .collect();
-            let stages = super::stages::stages(&req, &all);
-            let cache = super::parts::Cache::new(cache, &tables, &stages);
+            let mut cache = super::parts::Cache::new(cache, &tables);
+            let stages = super::stages::stages_with(&req, &all, &|p| cache.has(p));
+            cache.share(&stages);
             let found: Vec<Vec<Option<Arc<CachedResult>>>> = statements
                 .iter()
                 .map(|(_, parts)| parts.iter().map(|p| cache.get(p)).collect())

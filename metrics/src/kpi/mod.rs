@@ -14,6 +14,7 @@ pub mod request;
 mod rollup;
 pub mod stages;
 mod text;
+mod user_days;
 mod users;
 
 use chrono::{DateTime, Utc};

@@ -3,7 +3,8 @@
 //! (`keyshift_store::result_cache`): a part whose days got no file since
 //! its result was kept is not run again.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use chrono::NaiveDate;
@@ -80,16 +81,15 @@ pub fn part(req: &KpiRequest, body: &str) -> Part {
 pub(super) struct Cache {
     on: Option<(ResultCache, PartitionPrints)>,
     shared: String,
+    /// Results [`Cache::has`] found, handed out by [`Cache::get`] without
+    /// a second lookup (and so found again even if evicted meanwhile).
+    found: Mutex<HashMap<Digest32, Arc<CachedResult>>>,
 }
 
 impl Cache {
     /// Without the digests (a snapshot whose files cannot be listed), the
     /// report runs uncached: the cache never fails a report.
-    pub(super) fn new(
-        cache: Option<ResultCache>,
-        tables: &Tables,
-        stages: &[super::stages::Stage],
-    ) -> Self {
+    pub(super) fn new(cache: Option<ResultCache>, tables: &Tables) -> Self {
         let on = cache.and_then(|c| {
             match PartitionPrints::of(&tables.events, AUTH_EVENTS, EVENT_DATE) {
                 Ok(prints) => Some((c, prints)),
@@ -99,8 +99,17 @@ impl Cache {
                 }
             }
         });
-        // A statement over a shared table gives what its statements give:
-        // their definitions, chunks and merge are in its key.
+        Self {
+            on,
+            shared: String::new(),
+            found: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Takes the report's shared tables: a statement over one gives what
+    /// its statements give, so their definitions, chunks and merge are in
+    /// its key.
+    pub(super) fn share(&mut self, stages: &[super::stages::Stage]) {
         let mut shared = String::new();
         for stage in stages {
             for p in &stage.parts {
@@ -108,7 +117,26 @@ impl Cache {
             }
             shared.push_str(stage.merge.as_deref().unwrap_or_default());
         }
-        Self { on, shared }
+        self.shared = shared;
+    }
+
+    /// Whether the cache holds `part`'s result (which [`Cache::get`] then
+    /// hands out). Only for parts that read no shared table: their keys do
+    /// not change with [`Cache::share`].
+    pub(super) fn has(&self, part: &Part) -> bool {
+        if part.shared {
+            return false;
+        }
+        let Some((cache, key)) = self.key(part) else {
+            return false;
+        };
+        match cache.probe(&key) {
+            Some(hit) => {
+                lock(&self.found).insert(key, hit);
+                true
+            }
+            None => false,
+        }
     }
 
     /// The days of the snapshot that have files, oldest first; none when
@@ -135,6 +163,9 @@ impl Cache {
 
     pub(super) fn get(&self, part: &Part) -> Option<Arc<CachedResult>> {
         let (cache, key) = self.key(part)?;
+        if let Some(hit) = lock(&self.found).get(&key) {
+            return Some(hit.clone());
+        }
         cache.get(&key)
     }
 
@@ -173,6 +204,11 @@ impl Cache {
         }
         Ok(result)
     }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A map of finished results: a panic while it was held leaves it whole.
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 #[cfg(test)]

@@ -14,7 +14,9 @@
 //!   by user only. Each pass reads the credential history `h` up to its
 //!   intervals' ends as well (cut from the report's one reading of it,
 //!   `history.rs`), so a statement over `u` depends on every earlier day
-//!   ([`SHARED`]). Its statements are in `users.rs`.
+//!   ([`SHARED`]). Its statements are in `users.rs`. By day, the days
+//!   whose users the rollup task has made come from those rollups instead
+//!   (`user_days.rs`).
 //! - `q`: one pass over the range: a quantile does not add up over chunks.
 
 use std::sync::Arc;
@@ -63,8 +65,11 @@ pub struct Shared {
     pub name: &'static str,
     /// Whether it reads `h`.
     pub history: bool,
-    make: fn(&KpiRequest) -> Stage,
+    make: fn(&KpiRequest, Held<'_>) -> Stage,
 }
+
+/// Whether the result cache holds a part's result (see [`stages_with`]).
+pub(super) type Held<'a> = &'a dyn Fn(&Part) -> bool;
 
 /// The shared tables, in the order they are made.
 pub const SHARED: [Shared; 4] = [
@@ -141,7 +146,7 @@ pub(super) fn within(req: &KpiRequest, from: DateTime<Utc>, to: DateTime<Utc>) -
 
 /// `a`: the rollups of the range's days and its odd hours ([`Table`]),
 /// put together.
-fn ceremonies(req: &KpiRequest) -> Stage {
+fn ceremonies(req: &KpiRequest, _: Held<'_>) -> Stage {
     let whole = statement(
         req,
         &format!(
@@ -165,7 +170,7 @@ fn ceremonies(req: &KpiRequest) -> Stage {
 /// (three times with a breakdown). Cut into weeks plus a totals pass, it
 /// held less but took about one and a half times as long over ten million
 /// events (measured with two `percentile_cont`s).
-fn quantiles(req: &KpiRequest) -> Stage {
+fn quantiles(req: &KpiRequest, _: Held<'_>) -> Stage {
     Stage {
         name: "q",
         parts: vec![Part::new(req, QUANTILES, Sets::Both)],
@@ -175,7 +180,7 @@ fn quantiles(req: &KpiRequest) -> Stage {
 }
 
 /// `c`: like `a`, from rollups.
-fn counts(req: &KpiRequest) -> Stage {
+fn counts(req: &KpiRequest, _: Held<'_>) -> Stage {
     Stage {
         name: "c",
         parts: Table::Counts.parts(req),
@@ -195,10 +200,16 @@ fn counts(req: &KpiRequest) -> Stage {
 /// statement that names a table anywhere is taken to read it: a wider
 /// guess only makes a table that is not needed.
 pub fn stages(req: &KpiRequest, statements: &[&str]) -> Vec<Stage> {
+    stages_with(req, statements, &|_| false)
+}
+
+/// [`stages`], with the parts that are only used when the result cache
+/// holds them (`u`'s day rollups) where `have` says it does.
+pub(super) fn stages_with(req: &KpiRequest, statements: &[&str], have: Held<'_>) -> Vec<Stage> {
     SHARED
         .iter()
         .filter(|t| statements.iter().any(|sql| mentions(sql, t.name)))
-        .map(|t| (t.make)(req))
+        .map(|t| (t.make)(req, have))
         .collect()
 }
 

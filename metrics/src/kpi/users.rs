@@ -1,11 +1,13 @@
 //! The users table `u` (see [`super::stages`]): one row per kind of user
 //! seen in an interval, by what their events of the interval say and by
-//! the passkeys they hold at its end; its series a week at a time, its
-//! totals in one more pass over the whole range.
+//! the passkeys they hold at its end; its series a week at a time (by
+//! day, from day rollups where there are some: `user_days.rs`), its totals
+//! in one more pass over the whole range.
 
-use super::engine::{NO_BREAKDOWN, NO_INTERVAL, Part, Sets, statement};
-use super::request::KpiRequest;
-use super::stages::{Stage, chunks, within};
+use super::engine::{NO_BREAKDOWN, NO_INTERVAL, Part, Sets, quote, statement};
+use super::request::{Interval, KpiRequest};
+use super::stages::{Held, Stage, chunks, within};
+use super::user_days;
 
 /// The events that mark a user in an interval: their type, the column of
 /// `u` that says so, and its bit in `flags` and `kind`.
@@ -26,9 +28,28 @@ const EVENT_BITS: [(&str, &str, u8); 6] = [
 const HOLDS: u8 = 64;
 const AT_RISK: u8 = 128;
 
+/// What a user's history `h` (joined to their row) says: passkeys `held`
+/// (enrolments minus revocations), whether one was `synced`, whether a
+/// `recovery` method was seen.
+pub(super) const HELD: &str = "coalesce(sum(CASE h.event_type WHEN 'enrollment.succeeded' THEN 1
+                                    WHEN 'credential.revoked' THEN -1
+                                    ELSE 0 END), 0) AS held,
+     coalesce(bool_or(h.event_type = 'enrollment.succeeded'
+                      AND h.credential_backup_eligible), false) AS synced,
+     coalesce(bool_or(h.event_type IN ('recovery.completed',
+                                       'auth.succeeded')), false) AS recovery";
+
+/// The [`HOLDS`] and [`AT_RISK`] bits of [`HELD`]'s columns.
+pub(super) fn hold_bits() -> String {
+    format!(
+        "(CASE WHEN held > 0 THEN {HOLDS} ELSE 0 END)
+         | (CASE WHEN held = 1 AND NOT synced AND NOT recovery THEN {AT_RISK} ELSE 0 END)"
+    )
+}
+
 /// What a user's events of an interval say about them: `flags` (the bits
 /// of [`EVENT_BITS`]) and the largest `error_name` of a failed enrolment.
-fn user_flags() -> String {
+pub(super) fn user_flags() -> String {
     let whens: String = EVENT_BITS
         .iter()
         .map(|(event, _, bit)| format!(" WHEN '{event}' THEN {bit}"))
@@ -40,7 +61,8 @@ fn user_flags() -> String {
 }
 
 /// [`user_flags`] of several rows of one user put together.
-const USER_FLAGS_AGAIN: &str = "bit_or(flags) AS flags, max(enroll_error) AS enroll_error";
+pub(super) const USER_FLAGS_AGAIN: &str =
+    "bit_or(flags) AS flags, max(enroll_error) AS enroll_error";
 
 /// `u`: one row per kind of user seen in an interval (any event with a
 /// user), counted in `n`:
@@ -58,7 +80,7 @@ const USER_FLAGS_AGAIN: &str = "bit_or(flags) AS flags, max(enroll_error) AS enr
 /// twice cost more than grouping the users without a history again after
 /// the join. The join is written `h RIGHT JOIN seen` so that its hash table
 /// holds the history, the smaller side (KPI sessions keep joins as written).
-fn users_sql(rows: UserRows) -> String {
+pub(super) fn users_sql(rows: UserRows, dim: &str) -> String {
     let user_flags = user_flags();
     // `b` and `g` are grouped by only where they vary. DataFusion takes a
     // constant grouping column for a sort order and groups in its partially
@@ -110,32 +132,28 @@ fn users_sql(rows: UserRows) -> String {
             keys("")
         ),
     };
-    let columns = EVENT_BITS
-        .iter()
-        .map(|(_, name, bit)| (*name, *bit))
-        .chain([("holds", HOLDS), ("at_risk", AT_RISK)])
-        .map(|(name, bit)| format!("(kind & {bit}) <> 0 AS {name}"))
-        .collect::<Vec<_>>()
-        .join(", ");
+    // Parts keep `kind` whole, with the relying party and breakdown their
+    // rows are of, as day rollups do (`user_days.rs`): the stage's merge
+    // makes the columns of `u` from them.
+    let select = match rows {
+        UserRows::Whole => format!("{}, enroll_error", kind_columns("kind")),
+        UserRows::Series { .. } | UserRows::Totals { .. } => {
+            format!(
+                "CAST(NULL AS VARCHAR) AS rp_id, {} AS dim, kind, enroll_error",
+                quote(dim)
+            )
+        }
+    };
+    let hold_bits = hold_bits();
     format!(
         "WITH {seen},
-         s AS (SELECT {} AS b, {} AS g, {USER_FLAGS_AGAIN},
-                 coalesce(sum(CASE h.event_type WHEN 'enrollment.succeeded' THEN 1
-                                                WHEN 'credential.revoked' THEN -1
-                                                ELSE 0 END), 0) AS held,
-                 coalesce(bool_or(h.event_type = 'enrollment.succeeded'
-                                  AND h.credential_backup_eligible), false) AS synced,
-                 coalesce(bool_or(h.event_type IN ('recovery.completed',
-                                                   'auth.succeeded')), false) AS recovery
+         s AS (SELECT {} AS b, {} AS g, {USER_FLAGS_AGAIN}, {HELD}
                FROM h RIGHT JOIN seen ON seen.user_key = h.user_key
                                            AND h.occurred_at < {{END(seen.b)}}
                GROUP BY {}seen.user_key),
-         k AS (SELECT b, g, enroll_error,
-                      flags | (CASE WHEN held > 0 THEN {HOLDS} ELSE 0 END)
-                            | (CASE WHEN held = 1 AND NOT synced AND NOT recovery
-                                    THEN {AT_RISK} ELSE 0 END) AS kind
+         k AS (SELECT b, g, enroll_error, flags | {hold_bits} AS kind
                FROM s)
-         SELECT {} AS b, {} AS g, {columns}, enroll_error, count(*) AS n
+         SELECT {} AS b, {} AS g, {select}, count(*) AS n
          FROM k
          GROUP BY {}kind, enroll_error",
         b_of("seen."),
@@ -149,7 +167,7 @@ fn users_sql(rows: UserRows) -> String {
 
 /// Which rows of `u` a statement makes.
 #[derive(Debug, Clone, Copy)]
-enum UserRows {
+pub(super) enum UserRows {
     /// The series and the totals in one statement (for other engines).
     Whole,
     /// The series (of a chunk of the range), with or without a breakdown.
@@ -158,31 +176,42 @@ enum UserRows {
     Totals { by: bool },
 }
 
-/// A statement whose groups do not add up over chunks (distinct users) as
-/// parts: its series a week at a time, then its totals over the whole
-/// range in one more pass grouped without intervals; their rows are put
-/// together (`totals` is the statement of that pass).
-fn series_and_totals(req: &KpiRequest, series: &str, totals: &str) -> Vec<Part> {
-    let mut parts: Vec<Part> = chunks(req)
-        .into_iter()
-        .map(|(from, to)| Part::new(&within(req, from, to), series, Sets::Series))
-        .collect();
-    parts.push(Part::new(req, totals, Sets::Totals));
-    parts
+/// The columns of `u` made from the integer column `kind`.
+pub(super) fn kind_columns(kind: &str) -> String {
+    EVENT_BITS
+        .iter()
+        .map(|(_, name, bit)| (*name, *bit))
+        .chain([("holds", HOLDS), ("at_risk", AT_RISK)])
+        .map(|(name, bit)| format!("({kind} & {bit}) <> 0 AS {name}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
-/// `u`: per week, the series; then the totals over the whole range.
-pub(super) fn users(req: &KpiRequest) -> Stage {
+/// `u`: the series, from day rollups where the request is by day and the
+/// cache has them (`have`), else a week of events at a time; then the
+/// totals over the whole range. The merge keeps the rows of the request's
+/// relying party and breakdown and makes the columns of `u`.
+pub(super) fn users(req: &KpiRequest, have: Held<'_>) -> Stage {
     let by = req.by.is_some();
+    let dim = user_days::dim(req.by);
+    let series = users_sql(UserRows::Series { by }, dim);
+    let mut parts = match req.interval {
+        Interval::Day => user_days::series(req, &series, have),
+        Interval::Hour | Interval::Week => chunks(req)
+            .into_iter()
+            .map(|(from, to)| Part::new(&within(req, from, to), &series, Sets::Series))
+            .collect(),
+    };
+    parts.push(Part::new(
+        req,
+        &users_sql(UserRows::Totals { by }, dim),
+        Sets::Totals,
+    ));
     Stage {
         name: "u",
-        parts: series_and_totals(
-            req,
-            &users_sql(UserRows::Series { by }),
-            &users_sql(UserRows::Totals { by }),
-        ),
-        merge: None,
-        whole: statement(req, &users_sql(UserRows::Whole)),
+        parts,
+        merge: Some(user_days::merge(req)),
+        whole: statement(req, &users_sql(UserRows::Whole, dim)),
     }
 }
 

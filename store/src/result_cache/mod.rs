@@ -147,6 +147,17 @@ impl ResultCache {
 
     /// The result kept under `key`, from memory or else from disk.
     pub fn get(&self, key: &Digest32) -> Option<Arc<CachedResult>> {
+        self.lookup(key, true)
+    }
+
+    /// [`ResultCache::get`] for a probe: a caller that runs nothing when
+    /// the result is not kept (it takes another way) is not counted as a
+    /// miss, which would say that a statement ran.
+    pub fn probe(&self, key: &Digest32) -> Option<Arc<CachedResult>> {
+        self.lookup(key, false)
+    }
+
+    fn lookup(&self, key: &Digest32, count_miss: bool) -> Option<Arc<CachedResult>> {
         let inner = &self.inner;
         if let Some(hit) = lock(&inner.memory).get(key) {
             inner.metrics.lookup(CacheOutcome::Memory);
@@ -170,7 +181,9 @@ impl ResultCache {
                 Some(result)
             }
             None => {
-                inner.metrics.lookup(CacheOutcome::Miss);
+                if count_miss {
+                    inner.metrics.lookup(CacheOutcome::Miss);
+                }
                 None
             }
         }
