@@ -1,7 +1,8 @@
 //! The rollup task: after commits, makes the day rollups of the KPI
 //! report (`kpi/rollup.rs`: the ceremonies and counted events of a UTC day,
-//! by hour; `kpi/user_days.rs`: its users by kind; each for every relying
-//! party and breakdown) that the result cache lacks, so that a report sums
+//! by hour; `kpi/user_days.rs`: its users by kind; `kpi/quantile_days.rs`:
+//! its time-to-sign-in quantiles; each for every relying party and
+//! breakdown) that the result cache lacks, so that a report sums
 //! them instead of grouping the days' events, also the first report after
 //! a start. Rollups are kept with the cache's
 //! other results (memory and files), keyed by the files they read: a day
@@ -25,7 +26,8 @@ use crate::kpi;
 pub struct KpiRollupConfig {
     /// Off: each report groups the days it reads that no report read
     /// before (and keeps their ceremonies and counts in the result cache,
-    /// as the task would; the users of a day only the task makes).
+    /// as the task would; the users and quantiles of a day only the task
+    /// makes).
     pub enabled: bool,
     /// How often the task looks for commits (the first look at start).
     #[serde(with = "humantime_serde")]
@@ -74,7 +76,7 @@ impl KpiRollupMetrics {
         Ok(Self {
             made: r.counter(
                 "keyshift_kpi_rollups_made_total",
-                "Day rollups (ceremonies, counted events or users of one day) the rollup task made.",
+                "Day rollups (ceremonies, counted events, users or quantiles of one day) the rollup task made.",
             )?,
             failed: r.counter(
                 "keyshift_kpi_rollup_failures_total",

@@ -2,7 +2,8 @@
 //! ceremony that crosses midnight is one ceremony of the day it started,
 //! whatever the range; ranges with hours that are not whole; the rollup
 //! task making the days before a report asks for them; and reports from
-//! the users' day rollups matching reports grouped from the events.
+//! the users' and quantiles' day rollups matching reports grouped from the
+//! events.
 
 use std::time::{Duration, Instant};
 
@@ -153,8 +154,9 @@ async fn the_rollup_task_makes_the_days_before_a_report_asks() {
     let server = Server::start(c).await;
     store(&server, &events()).await;
 
-    // Two days, each with a ceremony, a counted-events and a users rollup.
-    const MADE: f64 = 6.0;
+    // Two days, each with a ceremony, a counted-events, a users and a
+    // quantiles rollup.
+    const MADE: f64 = 8.0;
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let made = sample(&server.scrape().await, "keyshift_kpi_rollups_made_total");
@@ -186,12 +188,18 @@ async fn the_rollup_task_makes_the_days_before_a_report_asks() {
 }
 
 /// The golden events, and the same again under a second relying party
-/// (other users: a user's key is of one relying party).
+/// (other users: a user's key is of one relying party), whose sign-ins
+/// took longer.
 fn two_parties() -> Vec<String> {
     let mut lines: Vec<String> = EVENTS.lines().map(str::to_owned).collect();
     for line in EVENTS.lines() {
         let mut v: Value = serde_json::from_str(line).expect("golden event");
         v["rp_id"] = json!("second.example");
+        // Other durations: quantiles of one relying party differ from
+        // those of both.
+        if let Some(ms) = v["data"]["duration_ms"].as_i64() {
+            v["data"]["duration_ms"] = json!(ms * 3 + 7);
+        }
         v["event_id"] = json!(format!("second-{}", v["event_id"].as_str().expect("id")));
         lines.push(v.to_string());
     }
@@ -216,7 +224,7 @@ async fn rollups_made(server: &Server, want: f64) {
 }
 
 #[tokio::test]
-async fn reports_by_day_from_user_rollups_match_reports_from_the_events() {
+async fn reports_by_day_from_user_and_quantile_rollups_match_reports_from_the_events() {
     let (a_dir, b_dir) = (
         tempfile::tempdir().expect("tempdir"),
         tempfile::tempdir().expect("tempdir"),
@@ -229,8 +237,8 @@ async fn reports_by_day_from_user_rollups_match_reports_from_the_events() {
     let lines = two_parties();
     store(&with, &lines).await;
     store(&without, &lines).await;
-    // Seven days with events, three rollups each.
-    rollups_made(&with, 21.0).await;
+    // Seven days with events, four rollups each.
+    rollups_made(&with, 28.0).await;
 
     let memory_hits = |text: &str| {
         sample(
@@ -245,6 +253,14 @@ async fn reports_by_day_from_user_rollups_match_reports_from_the_events() {
     let before = memory_hits(&with.scrape().await);
     let q = "rp_id=golden.example&from=2026-11-02T00:00:00Z&to=2026-11-04T00:00:00Z\
              &interval=day&kpi=coverage";
+    let (status, got) = get(&with, &format!("/v1/kpis?{q}"), ADMIN).await;
+    assert_eq!(status, 200, "{got}");
+    assert_eq!(memory_hits(&with.scrape().await) - before, 2.0);
+    let (_, want) = get(&without, &format!("/v1/kpis?{q}"), ADMIN).await;
+    assert_eq!(got["kpis"], want["kpis"]);
+    // So does a quantile's series, from the days' quantile rollups.
+    let before = memory_hits(&with.scrape().await);
+    let q = q.replace("kpi=coverage", "kpi=time_to_sign_in_p95");
     let (status, got) = get(&with, &format!("/v1/kpis?{q}"), ADMIN).await;
     assert_eq!(status, 200, "{got}");
     assert_eq!(memory_hits(&with.scrape().await) - before, 2.0);

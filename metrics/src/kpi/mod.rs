@@ -8,6 +8,7 @@ pub mod engine;
 pub mod funnel;
 mod history;
 mod parts;
+mod quantile_days;
 mod quantiles;
 pub mod report;
 pub mod request;

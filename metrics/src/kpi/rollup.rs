@@ -265,7 +265,8 @@ pub struct Pass {
     pub failed: Vec<(NaiveDate, keyshift_store::StoreError)>,
 }
 
-/// Makes the rollups of the table's `days` most recent days that the
+/// Makes the rollups (`a`, `c`, and `u`'s and `q`'s, see `user_days.rs` and
+/// `quantile_days.rs`) of the table's `days` most recent days that the
 /// result cache lacks, the newest first, each day in its own query slot of
 /// the ad-hoc lane. Without a result cache there is nowhere to keep them:
 /// nothing to do. Only listing the days can fail the pass as a whole.
@@ -326,7 +327,10 @@ fn day_parts(day: NaiveDate) -> impl Iterator<Item = (&'static str, Part)> {
     [Table::Ceremonies, Table::Counts]
         .into_iter()
         .map(move |t| (t.name(), t.day(day)))
-        .chain(std::iter::once(("u", super::user_days::day(day))))
+        .chain([
+            ("u", super::user_days::day(day)),
+            ("q", super::quantile_days::day(day)),
+        ])
 }
 
 fn day_start(day: NaiveDate) -> DateTime<Utc> {

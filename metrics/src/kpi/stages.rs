@@ -18,6 +18,9 @@
 //!   whose users the rollup task has made come from those rollups instead
 //!   (`user_days.rs`).
 //! - `q`: one pass over the range: a quantile does not add up over chunks.
+//!   By day, the days whose quantiles the rollup task has made come from
+//!   those rollups, and the pass makes the totals only
+//!   (`quantile_days.rs`).
 
 use std::sync::Arc;
 
@@ -29,6 +32,8 @@ use datafusion::datasource::MemTable;
 
 use super::engine::{NO_BREAKDOWN, Part, Sets, statement};
 use super::parts::mentions;
+use super::quantile_days;
+use super::request::Interval;
 use super::request::KpiRequest;
 use super::rollup::{
     COUNTED, COUNTED_COLUMNS, COUNTED_EVENTS, KINDS, Table, ceremony, ceremony_breakdown,
@@ -38,17 +43,10 @@ use datafusion::error::DataFusionError;
 use keyshift_store::StoreError;
 
 /// The median and 95th percentile of `duration_ms` of successful sign-ins,
-/// per method: one statement for both, so that the events are read once,
-/// and one aggregate for both, so that each duration is kept once per
-/// grouping set (`quantiles.rs`).
-const QUANTILES: &str = "SELECT b, g, method,
-                 median_and_p95(duration_ms)['p50'] AS p50,
-                 median_and_p95(duration_ms)['p95'] AS p95,
-                 count(duration_ms) AS n
-          FROM e WHERE event_type = 'auth.succeeded' AND duration_ms IS NOT NULL
-          GROUP BY {SETS(method)}";
-
-/// [`QUANTILES`] in standard SQL, for other engines (`whole`).
+/// per method, in standard SQL, for other engines (`whole`). KPI sessions
+/// compute both with one aggregate, so that each duration is kept once
+/// per grouping set (`quantiles.rs`; the statement is in
+/// `quantile_days.rs`).
 const QUANTILES_STANDARD: &str = "SELECT b, g, method,
                  percentile_cont(0.5) WITHIN GROUP (ORDER BY duration_ms) AS p50,
                  percentile_cont(0.95) WITHIN GROUP (ORDER BY duration_ms) AS p95,
@@ -169,12 +167,24 @@ fn ceremonies(req: &KpiRequest, _: Held<'_>) -> Stage {
 /// of its groups: each sign-in's duration is held once per grouping set
 /// (three times with a breakdown). Cut into weeks plus a totals pass, it
 /// held less but took about one and a half times as long over ten million
-/// events (measured with two `percentile_cont`s).
-fn quantiles(req: &KpiRequest, _: Held<'_>) -> Stage {
+/// events (measured with two `percentile_cont`s). By day, the series of
+/// the days the rollup task has made come from their rollups instead
+/// (`quantile_days.rs`).
+fn quantiles(req: &KpiRequest, have: Held<'_>) -> Stage {
+    let parts = match req.interval {
+        Interval::Day => quantile_days::parts(req, have),
+        Interval::Hour | Interval::Week => {
+            vec![Part::new(
+                req,
+                &quantile_days::statement_sql(req.by, Sets::Both),
+                Sets::Both,
+            )]
+        }
+    };
     Stage {
         name: "q",
-        parts: vec![Part::new(req, QUANTILES, Sets::Both)],
-        merge: None,
+        parts,
+        merge: Some(quantile_days::merge(req)),
         whole: statement(req, QUANTILES_STANDARD),
     }
 }

@@ -15,7 +15,7 @@ pub fn catalog_markdown() -> String {
          metrics/src/kpi/catalog.rs and funnel.rs; a test fails when they differ. -->\n\n\
          Every KPI keyshift reports, defined once in `metrics/src/kpi/catalog.rs` (the SQL \
          there is the definition; the ceremony, user, quantile and count tables it reads are \
-         defined in `stages.rs`, `rollup.rs`, `users.rs` and `user_days.rs` beside it). Served \
+         defined in `stages.rs` and the modules beside it). Served \
          by `GET /v1/kpis`, `GET /v1/funnel` and `keyshift kpis`.\n\n\
          Rules that hold for all of them:\n\n\
          - **Time**: intervals (`hour`, `day`, `week` — ISO weeks, from Monday) start at UTC \
@@ -43,10 +43,11 @@ pub fn catalog_markdown() -> String {
          stale. The ceremonies and counted events of a day are grouped once by hour for every \
          relying party and breakdown (its rollup, kept the same way, made after commits by \
          the rollup task, `[kpi_rollups]`), and every report sums those rows. So are a day's \
-         users by kind, for every relying party and breakdown, with what they hold at the \
-         day's end: a report by day reads the days the rollup task made and groups the other \
-         days' events by user itself; the totals over the range, and reports by hour or \
-         week, always group the events by user (distinct users do not add up over days).\n\n\
+         users by kind (with what they hold at the day's end) and its time-to-sign-in \
+         quantiles, for every relying party and breakdown: a report by day reads the days \
+         the rollup task made and groups the other days' events itself; the totals over the \
+         range, and reports by hour or week, always read the events (distinct users and \
+         quantiles do not add up over days).\n\n\
          | KPI | unit | counts | numerator | denominator | per key | reference |\n\
          |---|---|---|---|---|---|---|\n",
     );
