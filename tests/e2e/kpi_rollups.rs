@@ -68,6 +68,22 @@ fn counted(report: &Value) -> [i64; 2] {
     }
 }
 
+/// `(day, numerator, denominator)` of each point of a series.
+fn points_by_day(series: &Value) -> Vec<(String, i64, i64)> {
+    series
+        .as_array()
+        .expect("series")
+        .iter()
+        .map(|p| {
+            (
+                p["t"].as_str().expect("t")[..10].to_owned(),
+                p["numerator"].as_i64().expect("numerator"),
+                p["denominator"].as_i64().expect("denominator"),
+            )
+        })
+        .collect()
+}
+
 async fn success(server: &Server, from: &str, to: &str) -> Value {
     let (status, report) = get(
         server,
@@ -89,19 +105,7 @@ async fn a_ceremony_across_midnight_is_one_of_the_day_it_started() {
     // the 3rd.
     let both = success(&server, "2026-11-02T00:00:00Z", "2026-11-04T00:00:00Z").await;
     assert_eq!(total(&both, "passkey_signin_success"), [1, 2], "{both}");
-    let series = &both["kpis"][0]["series"];
-    let days: Vec<(String, i64, i64)> = series
-        .as_array()
-        .expect("series")
-        .iter()
-        .map(|p| {
-            (
-                p["t"].as_str().expect("t")[..10].to_owned(),
-                p["numerator"].as_i64().expect("numerator"),
-                p["denominator"].as_i64().expect("denominator"),
-            )
-        })
-        .collect();
+    let days = points_by_day(&both["kpis"][0]["series"]);
     assert_eq!(
         days,
         [("2026-11-02".into(), 1, 1), ("2026-11-03".into(), 0, 1)],
@@ -157,31 +161,12 @@ async fn the_rollup_task_makes_the_days_before_a_report_asks() {
     // Two days, each with a ceremony, a counted-events, a users and a
     // quantiles rollup.
     const MADE: f64 = 8.0;
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let made = sample(&server.scrape().await, "keyshift_kpi_rollups_made_total");
-        if made == Some(MADE) {
-            break;
-        }
-        assert!(
-            made.unwrap_or(0.0) < MADE,
-            "more rollups than days: {made:?}"
-        );
-        assert!(Instant::now() < deadline, "rollups never made: {made:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let hits = |text: &str| {
-        sample(
-            text,
-            "keyshift_query_cache_lookups_total{outcome=\"memory\"}",
-        )
-        .unwrap_or(0.0)
-    };
-    let before = hits(&server.scrape().await);
+    rollups_made(&server, MADE).await;
+    let before = memory_hits(&server).await;
     let report = success(&server, "2026-11-02T00:00:00Z", "2026-11-04T00:00:00Z").await;
     assert_eq!(total(&report, "passkey_signin_success"), [1, 2], "{report}");
     // The report found the two ceremony rollups it reads in the cache.
-    assert_eq!(hits(&server.scrape().await) - before, 2.0);
+    assert_eq!(memory_hits(&server).await - before, 2.0);
     let made = sample(&server.scrape().await, "keyshift_kpi_rollups_made_total");
     assert_eq!(made, Some(MADE));
     server.stop().await;
@@ -204,6 +189,15 @@ fn two_parties() -> Vec<String> {
         lines.push(v.to_string());
     }
     lines
+}
+
+/// Results found in the result cache's memory so far.
+async fn memory_hits(server: &Server) -> f64 {
+    sample(
+        &server.scrape().await,
+        "keyshift_query_cache_lookups_total{outcome=\"memory\"}",
+    )
+    .unwrap_or(0.0)
 }
 
 /// Waits until the rollup task has made `want` rollups.
@@ -240,30 +234,23 @@ async fn reports_by_day_from_user_and_quantile_rollups_match_reports_from_the_ev
     // Seven days with events, four rollups each.
     rollups_made(&with, 28.0).await;
 
-    let memory_hits = |text: &str| {
-        sample(
-            text,
-            "keyshift_query_cache_lookups_total{outcome=\"memory\"}",
-        )
-        .unwrap_or(0.0)
-    };
     // A KPI of users alone, by day over two whole days, reads the two
     // days' users rollups from the cache (and groups the events by user
     // only for the totals).
-    let before = memory_hits(&with.scrape().await);
+    let before = memory_hits(&with).await;
     let q = "rp_id=golden.example&from=2026-11-02T00:00:00Z&to=2026-11-04T00:00:00Z\
              &interval=day&kpi=coverage";
     let (status, got) = get(&with, &format!("/v1/kpis?{q}"), ADMIN).await;
     assert_eq!(status, 200, "{got}");
-    assert_eq!(memory_hits(&with.scrape().await) - before, 2.0);
+    assert_eq!(memory_hits(&with).await - before, 2.0);
     let (_, want) = get(&without, &format!("/v1/kpis?{q}"), ADMIN).await;
     assert_eq!(got["kpis"], want["kpis"]);
     // So does a quantile's series, from the days' quantile rollups.
-    let before = memory_hits(&with.scrape().await);
+    let before = memory_hits(&with).await;
     let q = q.replace("kpi=coverage", "kpi=time_to_sign_in_p95");
     let (status, got) = get(&with, &format!("/v1/kpis?{q}"), ADMIN).await;
     assert_eq!(status, 200, "{got}");
-    assert_eq!(memory_hits(&with.scrape().await) - before, 2.0);
+    assert_eq!(memory_hits(&with).await - before, 2.0);
     let (_, want) = get(&without, &format!("/v1/kpis?{q}"), ADMIN).await;
     assert_eq!(got["kpis"], want["kpis"]);
 
@@ -308,18 +295,7 @@ async fn reports_by_day_from_user_and_quantile_rollups_match_reports_from_the_ev
         .find(|k| k["kpi"] == "enrollment_rate")
         .expect("enrollment_rate");
     let want = &exp["kpis"]["enrollment_rate"]["series"];
-    let mut series: Vec<(String, i64, i64)> = rate["series"]
-        .as_array()
-        .expect("series")
-        .iter()
-        .map(|p| {
-            (
-                p["t"].as_str().expect("t")[..10].to_owned(),
-                p["numerator"].as_i64().expect("numerator"),
-                p["denominator"].as_i64().expect("denominator"),
-            )
-        })
-        .collect();
+    let mut series = points_by_day(&rate["series"]);
     series.sort();
     let mut expected: Vec<(String, i64, i64)> = want
         .as_array()
