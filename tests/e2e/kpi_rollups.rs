@@ -311,6 +311,28 @@ async fn reports_by_day_from_user_and_quantile_rollups_match_reports_from_the_ev
         .collect();
     expected.sort();
     assert_eq!(series, expected, "{rate}");
+    // Late events: a slow sign-in on the 3rd, and a passkey created before
+    // the range by a user active on the 2nd (every later day's users rollup
+    // reads it in its history, although the 2nd's files did not change).
+    // The rollups of the days they change are not read any more, whether
+    // or not the task has made them again yet.
+    let mut late = crate::common::event("late-1", "late-user", "golden.example");
+    late["occurred_at"] = json!("2026-11-03T12:00:00Z");
+    late["data"]["duration_ms"] = json!(99_999);
+    let mut enrolled = crate::common::event("late-2", "p2-0", "golden.example");
+    enrolled["event_type"] = json!("enrollment.succeeded");
+    enrolled["occurred_at"] = json!("2026-10-30T12:00:00Z");
+    enrolled["data"] = json!({"credential": {"backup_eligible": true, "backup_state": true}});
+    let lates = [late.to_string(), enrolled.to_string()];
+    let q = "rp_id=golden.example&from=2026-11-02T00:00:00Z&to=2026-11-04T00:00:00Z&interval=day";
+    let (_, before) = get(&with, &format!("/v1/kpis?{q}"), ADMIN).await;
+    store(&with, &lates).await;
+    store(&without, &lates).await;
+    let (_, got) = get(&with, &format!("/v1/kpis?{q}"), ADMIN).await;
+    let (_, want) = get(&without, &format!("/v1/kpis?{q}"), ADMIN).await;
+    assert_eq!(got["kpis"], want["kpis"]);
+    assert_ne!(got["kpis"], before["kpis"], "the late events count");
+
     with.stop().await;
     without.stop().await;
 }
