@@ -31,7 +31,7 @@ pub(super) struct Known {
 
 impl Known {
     /// The position of `app` in `table` as loaded.
-    async fn get(
+    pub(super) async fn get(
         &mut self,
         table: &DeltaTable,
         app: &str,

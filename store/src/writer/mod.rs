@@ -367,7 +367,10 @@ impl Writer {
             });
         };
         let app_id = decision_app_id(&record.rollout_id);
-        let found = txn_version(table, &app_id, ROLLOUT_DECISIONS).await?;
+        // What this check reads, `append`'s fence then finds without
+        // replaying the log again.
+        let mut known = Known::default();
+        let found = known.get(table, &app_id, ROLLOUT_DECISIONS).await?;
         let expected_before = (record.seq > 1).then_some(record.seq - 1);
         if found != expected_before {
             // Someone else appended (or our view is stale): reload once
@@ -376,7 +379,7 @@ impl Writer {
                 .update_state()
                 .await
                 .map_err(StoreError::delta(ROLLOUT_DECISIONS))?;
-            let found = txn_version(table, &app_id, ROLLOUT_DECISIONS).await?;
+            let found = known.get(table, &app_id, ROLLOUT_DECISIONS).await?;
             if found != expected_before {
                 return Err(StoreError::Fenced {
                     app_id,
@@ -400,7 +403,7 @@ impl Writer {
             batch,
             vec![txn],
             &fence,
-            &mut Known::default(),
+            &mut known,
             ROLLOUT_DECISIONS,
         )
         .await
