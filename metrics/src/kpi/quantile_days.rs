@@ -19,11 +19,11 @@ use std::cell::Cell;
 
 use chrono::{Duration, NaiveDate};
 
-use super::engine::{NO_INTERVAL, Part, Sets, breakdown, quote, ts};
-use super::request::{By, KpiRequest};
-use super::rollup::DIMS;
+use super::engine::{NO_INTERVAL, Part, Sets, quote, ts};
+use super::request::{By, Interval, KpiRequest};
+use super::rollup::day_start;
 use super::stages::Held;
-use super::user_days::{dim, series_of, start};
+use super::user_days::{breakdowns, dim, raw_columns, series_of};
 
 /// The scope of the rows of all relying parties.
 const ALL: &str = "*";
@@ -55,25 +55,25 @@ pub(super) fn statement_sql(by: Option<By>, sets: Sets) -> String {
 /// party's and all relying parties', each with no breakdown (`dim` `none`,
 /// `g` the relying party or `*`) and under each breakdown.
 fn rollup_sql(day: NaiveDate) -> String {
-    let (x, y) = (start(day), start(day) + Duration::days(1));
-    let raw = DIMS.map(By::column).join(", ");
-    let dims: Vec<String> = ["none"]
+    let (x, y) = (day_start(day), day_start(day) + Duration::days(1));
+    let raw = raw_columns();
+    // Its relying party's rows, then all relying parties'; without a
+    // breakdown, `g` is the scope.
+    let rows: Vec<(String, String, String)> = ["rp_id".to_owned(), quote(ALL)]
         .into_iter()
-        .chain(DIMS.map(By::as_str))
-        .map(quote)
+        .flat_map(|scope| {
+            breakdowns(&scope)
+                .into_iter()
+                .map(move |(dim, g)| (scope.clone(), dim, g))
+        })
         .collect();
-    let values: Vec<String> = DIMS.map(breakdown).into_iter().collect();
-    let scopes = [
-        vec!["rp_id".to_owned(); 1 + DIMS.len()],
-        vec![quote(ALL); 1 + DIMS.len()],
-    ]
-    .concat();
-    let dims = [dims.clone(), dims].concat();
-    let values = [
-        [vec!["rp_id".to_owned()], values.clone()].concat(),
-        [vec![quote(ALL)], values].concat(),
-    ]
-    .concat();
+    let column = |pick: fn(&(String, String, String)) -> &String| {
+        rows.iter()
+            .map(pick)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     format!(
         "WITH s AS (SELECT rp_id, duration_ms, method, {raw}
                     FROM auth_events
@@ -91,9 +91,9 @@ fn rollup_sql(day: NaiveDate) -> String {
         x = ts(x),
         y = ts(y),
         d = quote(&day.to_string()),
-        scopes = scopes.join(", "),
-        dims = dims.join(", "),
-        values = values.join(", "),
+        scopes = column(|r| &r.0),
+        dims = column(|r| &r.1),
+        values = column(|r| &r.2),
     )
 }
 
@@ -109,10 +109,21 @@ pub(super) fn day(day: NaiveDate) -> Part {
     }
 }
 
-/// The parts of `q` by day: the series of the whole days the cache holds
+/// The parts of `q`: by day, the series of the whole days the cache holds
 /// from their rollups and of the other days from their events, then the
-/// totals; or, when it holds none, series and totals in one pass.
+/// totals; by hour or week, or when the cache holds none of the days,
+/// series and totals in one pass.
 pub(super) fn parts(req: &KpiRequest, have: Held<'_>) -> Vec<Part> {
+    let one_pass = || {
+        vec![Part::new(
+            req,
+            &statement_sql(req.by, Sets::Both),
+            Sets::Both,
+        )]
+    };
+    if req.interval != Interval::Day {
+        return one_pass();
+    }
     let sql = statement_sql(req.by, Sets::Series);
     let any = Cell::new(false);
     let noted = |p: &Part| {
@@ -122,11 +133,7 @@ pub(super) fn parts(req: &KpiRequest, have: Held<'_>) -> Vec<Part> {
     };
     let mut parts = series_of(req, &sql, &noted, day);
     if !any.get() {
-        return vec![Part::new(
-            req,
-            &statement_sql(req.by, Sets::Both),
-            Sets::Both,
-        )];
+        return one_pass();
     }
     let totals = statement_sql(req.by, Sets::Totals);
     parts.push(Part::new(req, &totals, Sets::Totals));

@@ -333,7 +333,8 @@ fn day_parts(day: NaiveDate) -> impl Iterator<Item = (&'static str, Part)> {
         ])
 }
 
-fn day_start(day: NaiveDate) -> DateTime<Utc> {
+/// Midnight UTC starting `day`.
+pub(super) fn day_start(day: NaiveDate) -> DateTime<Utc> {
     day.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc()
 }
 

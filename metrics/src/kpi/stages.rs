@@ -30,10 +30,9 @@ use datafusion::arrow::datatypes::{Field, Schema};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::datasource::MemTable;
 
-use super::engine::{NO_BREAKDOWN, Part, Sets, statement};
+use super::engine::{NO_BREAKDOWN, Part, statement};
 use super::parts::mentions;
 use super::quantile_days;
-use super::request::Interval;
 use super::request::KpiRequest;
 use super::rollup::{
     COUNTED, COUNTED_COLUMNS, COUNTED_EVENTS, KINDS, Table, ceremony, ceremony_breakdown,
@@ -171,19 +170,9 @@ fn ceremonies(req: &KpiRequest, _: Held<'_>) -> Stage {
 /// the days the rollup task has made come from their rollups instead
 /// (`quantile_days.rs`).
 fn quantiles(req: &KpiRequest, have: Held<'_>) -> Stage {
-    let parts = match req.interval {
-        Interval::Day => quantile_days::parts(req, have),
-        Interval::Hour | Interval::Week => {
-            vec![Part::new(
-                req,
-                &quantile_days::statement_sql(req.by, Sets::Both),
-                Sets::Both,
-            )]
-        }
-    };
     Stage {
         name: "q",
-        parts,
+        parts: quantile_days::parts(req, have),
         merge: Some(quantile_days::merge(req)),
         whole: statement(req, QUANTILES_STANDARD),
     }
@@ -214,7 +203,7 @@ pub fn stages(req: &KpiRequest, statements: &[&str]) -> Vec<Stage> {
 }
 
 /// [`stages`], with the parts that are only used when the result cache
-/// holds them (`u`'s day rollups) where `have` says it does.
+/// holds them (`u`'s and `q`'s day rollups) where `have` says it does.
 pub(super) fn stages_with(req: &KpiRequest, statements: &[&str], have: Held<'_>) -> Vec<Stage> {
     SHARED
         .iter()
@@ -291,7 +280,7 @@ mod tests {
     fn totals_are_not_grouped_by_their_constant_interval() {
         // `b` is NULL in the totals; grouping by it would put DataFusion's
         // grouping in its slower partially sorted mode.
-        use crate::kpi::engine::expand;
+        use crate::kpi::engine::{Sets, expand};
         let by = req("from=2026-11-02T00:00:00Z&to=2026-11-04T00:00:00Z&by=platform");
         assert_eq!(
             expand("{SETS(x)}", &by, Sets::Totals),

@@ -61,8 +61,7 @@ pub(super) fn user_flags() -> String {
 }
 
 /// [`user_flags`] of several rows of one user put together.
-pub(super) const USER_FLAGS_AGAIN: &str =
-    "bit_or(flags) AS flags, max(enroll_error) AS enroll_error";
+const USER_FLAGS_AGAIN: &str = "bit_or(flags) AS flags, max(enroll_error) AS enroll_error";
 
 /// `u`: one row per kind of user seen in an interval (any event with a
 /// user), counted in `n`:
